@@ -1,0 +1,1 @@
+"""Subcommands of ``specops``: one module per command, each with ``register(subparsers)``."""
