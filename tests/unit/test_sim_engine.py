@@ -1,0 +1,145 @@
+"""The scheduler model: batching, KV admission, preemption, speculation, determinism."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from specops import gpus, modelarch
+from specops import perfmodel as pm
+from specops.sim import acceptance as acc
+from specops.sim import engine as eng
+
+HUB = Path(__file__).resolve().parents[1] / "fixtures" / "hub"
+
+
+def arch(ref: str) -> modelarch.ModelArch:
+    return modelarch.from_config(json.loads((HUB / ref / "config.json").read_text()))
+
+
+REPLICA = pm.Replica.build(
+    arch("meta-llama/Llama-3.1-8B-Instruct"),
+    gpus.lookup("H100"),
+    1,
+    arch("RedHatAI/Llama-3.1-8B-Instruct-speculator.eagle3"),
+)
+
+
+def config(**overrides: object) -> eng.EngineConfig:
+    values: dict[str, object] = {
+        "replica": REPLICA,
+        "num_gpu_blocks": 20_000,
+        "max_model_len": 8192,
+        "max_num_seqs": 256,
+        "max_num_batched_tokens": 8192,
+        "acceptance": acc.profile("chat"),
+        "seed": 7,
+    }
+    values.update(overrides)
+    return eng.EngineConfig(**values)  # type: ignore[arg-type]
+
+
+def test_two_runs_with_one_seed_are_identical() -> None:
+    workload = eng.Workload(200, (100, 900), (50, 300), rate=30.0, seed=3)
+    a = eng.simulate(config(num_speculative_tokens=3), workload)
+    b = eng.simulate(config(num_speculative_tokens=3), workload)
+    assert a == b
+    c = eng.simulate(config(num_speculative_tokens=3, seed=8), workload)
+    assert c.accepted_tokens != a.accepted_tokens
+
+
+def test_every_request_gets_exactly_its_output_tokens() -> None:
+    workload = eng.Workload(50, 300, (1, 40), concurrency=8, seed=1)
+    result = eng.simulate(config(num_speculative_tokens=4), workload)
+    assert len(result.records) == 50
+    for record in result.records:
+        assert record.output_tokens == workload.length(
+            workload.output_tokens, eng.PURPOSE_OUTPUT, record.number
+        )
+        assert 0 <= record.queue_time <= record.ttft <= record.e2e
+
+
+def test_speculation_counters_match_the_acceptance_profile() -> None:
+    profile = acc.flat(0.7)
+    result = eng.simulate(
+        config(num_speculative_tokens=3, acceptance=profile),
+        eng.Workload(100, 200, 400, concurrency=16, seed=2),
+    )
+    assert result.draft_tokens == 3 * result.drafts
+    assert result.acceptance_length == pytest.approx(profile.acceptance_length(3), rel=0.03)
+    per_pos = result.accepted_per_position
+    assert per_pos[0] >= per_pos[1] >= per_pos[2]
+    assert sum(per_pos) == result.accepted_tokens
+    assert per_pos[1] / per_pos[0] == pytest.approx(0.7, rel=0.05)
+
+
+def test_batch_one_tpot_is_the_perfmodel_step() -> None:
+    result = eng.simulate(config(), eng.Workload(3, 100, 200, concurrency=1))
+    step = pm.decode_step_seconds(REPLICA, 1, 200)
+    assert result.mean("tpot") == pytest.approx(step, rel=0.02)
+
+
+def test_max_num_seqs_caps_the_batch_and_queues_the_rest() -> None:
+    result = eng.simulate(config(max_num_seqs=4), eng.Workload(16, 100, 100, concurrency=16))
+    assert result.mean_batch <= 4
+    assert max(r.queue_time for r in result.records) > 0
+
+
+def test_full_kv_cache_queues_then_preempts_by_recompute() -> None:
+    # 40 blocks = 640 tokens: four 100-token prompts fit, their growth does not.
+    result = eng.simulate(
+        config(num_gpu_blocks=40, max_num_seqs=8), eng.Workload(8, 100, 200, concurrency=8)
+    )
+    assert result.preemptions > 0
+    assert all(r.output_tokens == 200 for r in result.records)
+    assert any(r.preemptions for r in result.records)
+
+
+def test_chunked_prefill_splits_a_long_prompt() -> None:
+    engine = eng.Engine(config(max_num_batched_tokens=512))
+    engine.add_request(2000, 10)
+    first = engine.step(0.0)
+    assert first is not None and first.prompt_tokens == 512 and not first.events
+    while True:
+        step = engine.step(0.0)
+        assert step is not None
+        if step.events:
+            assert step.events[0].first
+            break
+
+
+def test_dynamic_k_table_turns_drafting_off_at_high_batch() -> None:
+    cfg = config(num_speculative_tokens=3, k_by_batch_size=((1, 4, 3), (5, 1024, 0)))
+    assert cfg.k_for(2) == 3 and cfg.k_for(10) == 0
+    low = eng.simulate(cfg, eng.Workload(8, 100, 100, concurrency=1))
+    high = eng.simulate(cfg, eng.Workload(64, 100, 100, concurrency=32))
+    assert low.drafts > 0
+    assert high.drafts < high.steps  # most steps ran with k = 0
+
+
+def test_too_long_requests_are_refused_with_vllms_message() -> None:
+    engine = eng.Engine(config(max_model_len=1000))
+    with pytest.raises(ValueError, match="maximum context length is 1000"):
+        engine.add_request(900, 200)
+
+
+def test_weights_that_do_not_fit_leave_no_kv_cache() -> None:
+    v = arch("meta-llama/Llama-3.3-70B-Instruct")
+    replica = pm.Replica.build(v, gpus.lookup("H100"), 1)
+    blocks = eng.kv_cache_blocks(
+        replica,
+        gpu_memory_utilization=0.9,
+        weights_bytes=v.weight_bytes(),
+        kv_bytes_per_token=v.kv_bytes_per_token(),
+    )
+    assert blocks == 0
+    with pytest.raises(ValueError, match="no memory left"):
+        config(num_gpu_blocks=blocks)
+
+
+def test_vllm_default_limits_depend_on_the_card() -> None:
+    assert eng.vllm_default_limits(79.2, "H100-80GB") == (8192, 1024)
+    assert eng.vllm_default_limits(79.2, "A100-80GB") == (2048, 256)
+    assert eng.vllm_default_limits(22.0, "L4-24GB") == (2048, 256)
