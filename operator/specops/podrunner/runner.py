@@ -1,0 +1,259 @@
+"""The pod runner's loop: list, diff, start/stop simulators, keep doors and targets current.
+
+It polls the API server (three cheap list calls per interval, JSON not
+deserialised into models) rather than holding watches: on a two-core
+machine shared with the control plane that is cheaper than three watch
+streams, and a missed event can never leave a simulator running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from specops.podrunner import plan, processes
+from specops.podrunner.balance import Backend
+from specops.podrunner.frontdoor import FrontDoor
+from specops.prom.filesd import TargetGroup, write_atomic, write_targets
+
+log = logging.getLogger(__name__)
+
+TARGETS_FILE = "specops-podrunner.json"
+STATE_FILE = "frontdoors.json"
+
+Lister = Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]]
+"""Returns (pods, services, nodes) as plain dicts; runs in a worker thread."""
+
+
+@dataclass(frozen=True)
+class Options:
+    targets_dir: Path
+    log_dir: Path
+    hub_mirror: str | None = None
+    time_scale: float | None = None
+    load_time_s: float | None = None
+    interval_s: float = 1.0
+    health_interval_s: float = 0.5
+    restart_backoff_s: float = 5.0
+
+
+@dataclass
+class Running:
+    replica: plan.Replica
+    sim: processes.SimProcess
+    backend: Backend
+
+
+class PodRunner:
+    """Owns every simulator and front door; ``run()`` until ``stop`` is set."""
+
+    def __init__(self, lister: Lister, options: Options) -> None:
+        self.lister = lister
+        self.options = options
+        self.running: dict[str, Running] = {}
+        self.doors: dict[str, FrontDoor] = {}
+        self._crashed_at: dict[str, float] = {}
+        self._skipped_logged: set[tuple[str, str]] = set()
+        self._last_targets: Any = None
+        self._last_state: Any = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.options.targets_dir.mkdir(parents=True, exist_ok=True)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=2.0)
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(
+            timeout=timeout, connector=connector, auto_decompress=False
+        ) as session:
+            self._session = session
+            health = asyncio.create_task(self._health_loop(stop))
+            try:
+                while not stop.is_set():
+                    try:
+                        await self.reconcile()
+                    except Exception as exc:  # keep serving through API hiccups
+                        log.warning("reconcile failed, will retry: %s", exc)
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(stop.wait(), self.options.interval_s)
+            finally:
+                health.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await health
+                await self.shutdown()
+
+    async def reconcile(self) -> None:
+        """One pass: bring simulators, doors, targets and the state file in line."""
+        pods, services, nodes = await asyncio.to_thread(self.lister)
+        by_node = {str(n["metadata"]["name"]): n for n in nodes}
+        desired, skipped = plan.replicas(pods, by_node)
+        for s in skipped:
+            if (s.key, s.reason) not in self._skipped_logged:
+                self._skipped_logged.add((s.key, s.reason))
+                log.warning("not simulating %s: %s", s.key, s.reason)
+
+        gone = [uid for uid in self.running if uid not in desired]
+        crashed = [uid for uid, r in self.running.items() if uid in desired and not r.sim.alive]
+        for uid in crashed:
+            r = self.running[uid]
+            log.warning(
+                "simulator for %s exited with %s: %s",
+                r.replica.key,
+                r.sim.proc.returncode,
+                processes.log_tail(r.sim),
+            )
+            self._crashed_at[uid] = time.monotonic()
+        stopping = [self.running.pop(uid) for uid in gone + crashed]
+        if stopping:
+            for r in stopping:
+                r.backend.ready = False
+            await asyncio.to_thread(processes.stop_all, [r.sim for r in stopping])
+
+        now = time.monotonic()
+        for uid, replica in desired.items():
+            if uid in self.running:
+                continue
+            if now - self._crashed_at.get(uid, -1e9) < self.options.restart_backoff_s:
+                continue
+            port = processes.free_loopback_port()
+            argv = plan.simulator_argv(
+                replica,
+                port,
+                hub_mirror=self.options.hub_mirror,
+                time_scale=self.options.time_scale,
+                load_time_s=self.options.load_time_s,
+            )
+            sim = processes.start(replica.key, argv, port, self.options.log_dir)
+            self.running[uid] = Running(replica, sim, Backend(replica.key, sim.url))
+
+        await self._sync_doors(plan.front_doors(services))
+        self._write_files()
+
+    async def _sync_doors(self, wanted: dict[str, plan.FrontDoor]) -> None:
+        assert self._session is not None
+        for key in [k for k in self.doors if k not in wanted]:
+            await self.doors.pop(key).stop()
+            log.info("front door for %s closed", key)
+        for key, spec in wanted.items():
+            door = self.doors.get(key)
+            if door is None:
+                door = FrontDoor(key, self._session)
+                await door.start()
+                self.doors[key] = door
+            door.backends = [r.backend for r in self.running.values() if spec.selects(r.replica)]
+
+    async def _health_loop(self, stop: asyncio.Event) -> None:
+        """Mark replicas ready while ``/health`` answers 200 (503 while the model loads)."""
+        assert self._session is not None
+        probe_timeout = aiohttp.ClientTimeout(total=1.0)
+
+        async def probe(r: Running) -> None:
+            ready = False
+            if r.sim.alive:
+                with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                    async with self._session.get(  # type: ignore[union-attr]
+                        r.sim.url + "/health", timeout=probe_timeout
+                    ) as resp:
+                        ready = resp.status == 200
+            if ready != r.backend.ready:
+                log.info("%s is %s", r.replica.key, "ready" if ready else "not ready")
+            r.backend.ready = ready
+
+        while not stop.is_set():
+            await asyncio.gather(*(probe(r) for r in list(self.running.values())))
+            self._write_files()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.options.health_interval_s)
+
+    def _write_files(self) -> None:
+        groups = [
+            TargetGroup((f"127.0.0.1:{r.sim.port}",), plan.target_labels(r.replica))
+            for r in sorted(self.running.values(), key=lambda r: r.replica.key)
+        ]
+        if groups != self._last_targets:
+            write_targets(self.options.targets_dir / TARGETS_FILE, groups)
+            self._last_targets = groups
+        state = self.state()
+        if state != self._last_state:
+            write_atomic(self.options.targets_dir / STATE_FILE, state)
+            self._last_state = state
+
+    def state(self) -> dict[str, Any]:
+        """What runs where: the document written to ``frontdoors.json``."""
+        return {
+            "frontdoors": {
+                key: {
+                    "url": door.url,
+                    "port": door.port,
+                    "backends": [
+                        {"pod": b.key, "url": b.url, "ready": b.ready} for b in door.backends
+                    ],
+                }
+                for key, door in sorted(self.doors.items())
+            },
+            "simulators": {
+                r.replica.key: {
+                    "uid": r.replica.uid,
+                    "url": r.sim.url,
+                    "port": r.sim.port,
+                    "pid": r.sim.proc.pid,
+                    "gpu": r.replica.gpu,
+                    "node": r.replica.node,
+                    "args": list(r.replica.serve_args),
+                    "ready": r.backend.ready,
+                }
+                for r in sorted(self.running.values(), key=lambda r: r.replica.key)
+            },
+        }
+
+    async def shutdown(self) -> None:
+        """Close every door, stop every simulator, and leave empty target files."""
+        for door in self.doors.values():
+            await door.stop()
+        self.doors.clear()
+        sims = [r.sim for r in self.running.values()]
+        self.running.clear()
+        await asyncio.to_thread(processes.stop_all, sims)
+        with contextlib.suppress(OSError):
+            self._last_targets = None
+            self._last_state = None
+            self._write_files()
+
+
+def kube_lister(kubeconfig: str) -> Lister:
+    """A lister over the real API server named by ``kubeconfig`` (loopback only)."""
+    from kubernetes import client, config
+
+    from specops.prom.loopback import require_loopback_url
+
+    api_client = config.new_client_from_config(config_file=kubeconfig)
+    require_loopback_url(api_client.configuration.host)
+    core = client.CoreV1Api(api_client)
+
+    def items(resp: Any) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = json.loads(resp.data)["items"]
+        return data
+
+    def lister() -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        pods = items(
+            core.list_pod_for_all_namespaces(
+                label_selector=plan.MANAGED_SELECTOR, _preload_content=False, _request_timeout=10
+            )
+        )
+        services = items(
+            core.list_service_for_all_namespaces(
+                label_selector=plan.MANAGED_SELECTOR, _preload_content=False, _request_timeout=10
+            )
+        )
+        nodes = items(core.list_node(_preload_content=False, _request_timeout=10))
+        return pods, services, nodes
+
+    return lister
