@@ -1,0 +1,126 @@
+"""kopf registrations: thin, every one delegates to :class:`Reconciler`.
+
+Triggers, all running the same cycle:
+
+- ``create`` / ``update`` (spec changes only) / ``resume`` (operator start) on
+  SpeculativeDeployments. A temporary failure (Hub down, API 5xx/409) raises
+  :class:`kopf.TemporaryError` with a growing delay; a permanent one (model
+  missing, incompatible) is recorded in status and *not* raised, so kopf
+  does not retry it: only a spec change (or the resync) tries again.
+- an event on an owned Deployment (watched server-side filtered by the
+  ``managed-by`` label): deletion or a hand edit of its spec triggers a
+  reconcile that restores it; a status change updates ``Ready`` on the owner.
+- a timer every ``resync_seconds``: the safety net for anything missed
+  (for example a child edited while the operator was down is also caught by
+  ``resume``).
+
+No ``on.delete`` handler and therefore no finalizer: owner references let
+the garbage collector delete the children, and nothing else needs cleanup,
+so deleting a resource is never blocked by the operator being down.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from specops.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
+from specops.controller.reconcile import Reconciler, Result
+from specops.render.meta import MANAGED_BY_LABEL
+from specops.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+PREFIX = "specops.dev"
+
+
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    """kopf tuned for this operator: our own Events only, our own annotation prefix."""
+    ks = kopf.OperatorSettings()
+    ks.posting.enabled = False  # Events come from specops.kube.events, deduplicated
+    ks.persistence.finalizer = f"{PREFIX}/finalizer"
+    ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
+    ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration"
+    )
+    ks.watching.label_selectors["apps", "deployments"] = f"{MANAGED_BY_LABEL}=specops"
+    ks.watching.server_timeout = 300
+    ks.watching.client_timeout = 330
+    ks.execution.max_workers = 8
+    ks.networking.request_timeout = 60
+    return ks
+
+
+def plain(body: Any) -> dict[str, Any]:
+    """A kopf Body as a plain dict (the reconcile is independent of kopf types)."""
+    return {key: body[key] for key in body}
+
+
+def _raise_for(result: Result) -> None:
+    if result.outcome == "retry":
+        raise kopf.TemporaryError(result.message, delay=result.retry_after or 5.0)
+    if result.outcome == "error":
+        raise kopf.PermanentError(result.message)
+
+
+def owner_name(body: Any) -> str | None:
+    """Name of the controlling SpeculativeDeployment of a child, if any."""
+    for ref in body.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(GROUP + "/"):
+            return str(ref.get("name"))
+    return None
+
+
+def register(
+    registry: kopf.OperatorRegistry, reconciler: Reconciler, settings: OperatorSettings
+) -> None:
+    """Register every handler on ``registry`` (no global state, so tests can run several)."""
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="reconcile", field="spec")
+    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
+    async def on_change(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
+        _raise_for(await reconciler.reconcile(plain(body), retry=retry, trigger=str(reason)))
+
+    @kopf.timer(
+        GROUP,
+        VERSION,
+        PLURAL,
+        registry=registry,
+        id="resync",
+        interval=settings.resync_seconds,
+        initial_delay=settings.resync_seconds,
+    )
+    async def resync(body: kopf.Body, **_: Any) -> None:
+        await reconciler.reconcile(plain(body), trigger="resync")
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget")
+    def forget(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        if event.get("type") == "DELETED":
+            reconciler.forget(plain(body))
+
+    @kopf.on.event(
+        "apps",
+        "v1",
+        "deployments",
+        registry=registry,
+        id="child",
+        labels={MANAGED_BY_LABEL: "specops"},
+    )
+    async def child(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        name = owner_name(body)
+        namespace = body.get("metadata", {}).get("namespace")
+        if name is None or namespace is None:
+            return
+        deleted = event.get("type") == "DELETED"
+        if not deleted and not reconciler.child_needs_attention(plain(body)):
+            return
+        await reconciler.reconcile_named(
+            str(namespace), name, trigger="child-deleted" if deleted else "child-changed"
+        )

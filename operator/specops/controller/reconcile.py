@@ -1,0 +1,404 @@
+"""One reconcile cycle: gather, decide, apply, record.
+
+Every trigger (create, update, resume, the periodic resync, an event on an
+owned Deployment) runs the same :meth:`Reconciler.reconcile`, serialised per
+resource, so there is one code path to reason about and to test:
+
+1. gather: parse the resource, resolve both models (cached by commit SHA);
+2. decide: compatibility and sizing verdicts, then the speculation/replica
+   decision (:mod:`specops.controller.decision`, the policy seam);
+3. apply: render, server-side apply every child under the ``specops`` field
+   manager (forcing back hand edits), prune children no longer rendered;
+4. record: build the whole status, write it once if it changed, post Events
+   for the transitions.
+
+A spec that cannot be applied (models missing, incompatible, does not fit)
+changes no child: whatever an earlier, good generation created keeps
+serving, and the conditions say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from specops.api.v1alpha1 import (
+    ResolvedModelStatus,
+    ResolvedStatus,
+    SpeculativeDeployment,
+    SpeculativeDeploymentStatus,
+)
+from specops.controller import checks, decision, status
+from specops.controller.events import events_for
+from specops.controller.status import Findings, Verdict, Workload
+from specops.hub import HubError, ResolvedModel, Resolver
+from specops.kube.client import KubeClient, KubeError
+from specops.kube.events import EventRecorder
+from specops.kube.kinds import CHILD_KINDS, SPECULATIVE_DEPLOYMENT, kind_of, object_key
+from specops.kube.prune import stale_children
+from specops.metrics import OperatorMetrics, ResourceState
+from specops.render import RenderError, RenderOptions, render, selector_string
+from specops.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["applied", "blocked", "retry", "error", "gone"]
+DEPLOYMENT = next(k for k in CHILD_KINDS if k.kind == "Deployment")
+MANAGED_SELECTOR = "app.kubernetes.io/managed-by=specops"
+
+
+@dataclass(frozen=True)
+class Result:
+    """How a cycle ended; ``retry_after`` is set when trying again later can help."""
+
+    outcome: Outcome
+    message: str = ""
+    retry_after: float | None = None
+
+
+def backoff(
+    retry: int, *, base: float = 5.0, cap: float = 300.0, hint: float | None = None
+) -> float:
+    """Growing delay for the ``retry``-th retry (0-based), at least ``hint`` (Retry-After)."""
+    delay = min(cap, base * 2.0 ** max(0, retry))
+    if hint is not None:
+        delay = min(cap, max(delay, hint))
+    return delay
+
+
+def with_generation(obj: dict[str, Any], generation: int) -> dict[str, Any]:
+    """Mark a Deployment with the resource generation it renders (metadata only:
+    the pod template stays untouched, so this never restarts vLLM)."""
+    if obj.get("kind") != "Deployment":
+        return obj
+    meta = dict(obj.get("metadata") or {})
+    annotations = dict(meta.get("annotations") or {})
+    annotations[status.GENERATION_ANNOTATION] = str(generation)
+    meta["annotations"] = annotations
+    return {**obj, "metadata": meta}
+
+
+def owned_by(obj: dict[str, Any], uid: str) -> bool:
+    """Whether ``obj`` names the resource with ``uid`` as an owner."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return any(ref.get("uid") == uid for ref in refs)
+
+
+class Reconciler:
+    """Holds the process-wide caches and clients; one per operator process."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        kube: KubeClient,
+        recorder: EventRecorder,
+        metrics: OperatorMetrics,
+        *,
+        resolver: Resolver | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.recorder = recorder
+        self.metrics = metrics
+        self.resolver = resolver or Resolver(revision_ttl=min(settings.resync_seconds, 60.0))
+        self.clock = clock
+        self.options = RenderOptions(hf_endpoint=settings.hub_endpoint)
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._children: dict[str, frozenset[tuple[str, str, str]]] = {}
+        self._last: dict[str, Findings] = {}
+
+    # ------------------------------------------------------------------ entry points
+
+    async def reconcile(
+        self, body: dict[str, Any], *, retry: int = 0, trigger: str = "change"
+    ) -> Result:
+        """Run one cycle for ``body`` (serialised per resource), recording metrics."""
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid", ""))
+        lock = self._locks.setdefault(uid, asyncio.Lock())
+        started = time.monotonic()
+        async with lock:
+            try:
+                result = await self._cycle(body, retry=retry)
+            except KubeError as exc:
+                result = Result(
+                    "retry" if exc.retryable else "error",
+                    str(exc),
+                    backoff(retry, base=1.0, cap=60.0) if exc.retryable else None,
+                )
+        self.metrics.observe(result.outcome, time.monotonic() - started)
+        log.debug(
+            "reconciled %s/%s (%s): %s %s",
+            meta.get("namespace"),
+            meta.get("name"),
+            trigger,
+            result.outcome,
+            result.message,
+        )
+        return result
+
+    async def reconcile_named(self, namespace: str, name: str, *, trigger: str) -> Result:
+        """Re-read the resource and reconcile it (from a child's event)."""
+        body = await self.kube.get(SPECULATIVE_DEPLOYMENT, namespace, name)
+        if body is None:
+            return Result("gone")
+        return await self.reconcile(body, trigger=trigger)
+
+    def child_needs_attention(self, deployment: dict[str, Any]) -> bool:
+        """Whether an event on an owned Deployment calls for a reconcile of its owner.
+
+        Yes when the Deployment's spec changed behind our back (its generation
+        moved since we last saw it: a hand edit to repair) or when its status
+        changes what we report (Ready, replica counts). No for the echo of our
+        own apply, which would otherwise double the work of every cycle.
+        """
+        refs = (deployment.get("metadata") or {}).get("ownerReferences") or []
+        uids = [str(ref.get("uid")) for ref in refs if ref.get("controller")]
+        last = self._last.get(uids[0]) if uids else None
+        if last is None or not last.workload.exists:
+            return True
+        now = Workload.from_deployment(deployment)
+        if now.object_generation != last.workload.object_generation:
+            return True
+        return _reported(last, last.workload) != _reported(last, now)
+
+    def forget(self, body: dict[str, Any]) -> None:
+        """Drop the caches of a deleted resource."""
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid", ""))
+        self._locks.pop(uid, None)
+        self._children.pop(uid, None)
+        self._last.pop(uid, None)
+        self.recorder.limiter.forget(uid)
+        self.metrics.forget(str(meta.get("namespace")), str(meta.get("name")))
+
+    # ------------------------------------------------------------------ the cycle
+
+    async def _cycle(self, body: dict[str, Any], *, retry: int) -> Result:
+        meta = body.get("metadata") or {}
+        if meta.get("deletionTimestamp"):
+            return Result("gone", "being deleted; the garbage collector removes the children")
+        namespace, name = str(meta["namespace"]), str(meta["name"])
+        uid = str(meta.get("uid", ""))
+        generation = int(meta.get("generation") or 0)
+        old_raw = body.get("status") or {}
+        old = status.parse_status(old_raw)
+
+        try:
+            resource = SpeculativeDeployment.model_validate(body)
+        except ValidationError as exc:
+            text = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            )
+            findings = Findings(
+                generation,
+                Verdict("Unknown", "InvalidSpec", "the spec is not valid"),
+                Verdict("False", "InvalidSpec", text),
+                workload=await self._live_workload(namespace, name, uid),
+            )
+            await self._record(body, old_raw, old, findings)
+            return Result("blocked", text)
+        spec = resource.spec
+
+        # ---- gather: models
+        try:
+            token = await self._token(resource)
+            verifier = await self._resolve(spec.verifier.model, spec.verifier.revision, token)
+            speculator = None
+            if spec.speculator is not None:
+                speculator = await self._resolve(
+                    spec.speculator.model, spec.speculator.revision, token
+                )
+        except HubError as exc:
+            permanent = exc.permanent
+            verdict = Verdict("False" if permanent else "Unknown", exc.reason, str(exc))
+            findings = Findings(
+                generation,
+                verdict,
+                Verdict("Unknown", "ModelsNotResolved", "waiting for the models to resolve"),
+                workload=await self._live_workload(namespace, name, uid),
+                selector=selector_string(name),
+            )
+            await self._record(body, old_raw, old, findings)
+            if permanent:
+                return Result("blocked", str(exc))
+            hint = getattr(exc, "retry_after", None)
+            delay = backoff(retry, cap=self.settings.hub_retry_max_seconds, hint=hint)
+            return Result("retry", str(exc), delay)
+
+        resolved = ResolvedStatus(
+            verifier=ResolvedModelStatus(
+                model=verifier.ref, revision=verifier.revision, sha=verifier.sha
+            ),
+            speculator=None
+            if speculator is None
+            else ResolvedModelStatus(
+                model=speculator.ref, revision=speculator.revision, sha=speculator.sha
+            ),
+        )
+        resolved_verdict = Verdict("True", "Resolved", _describe(verifier, speculator))
+
+        # ---- decide
+        checked = checks.check(spec, verifier, speculator)
+        if checked.plan is None:
+            findings = Findings(
+                generation,
+                resolved_verdict,
+                checked.verdict,
+                resolved_models=resolved,
+                workload=await self._live_workload(namespace, name, uid),
+                selector=selector_string(name),
+            )
+            await self._record(body, old_raw, old, findings)
+            return Result("blocked", checked.verdict.message)
+        plan = checked.plan
+        render_decision, spec_verdict, scale_reason = decision.decide(
+            spec, speculator.config if speculator else None
+        )
+        try:
+            objects = render(resource, resolved, plan, render_decision, options=self.options)
+        except RenderError as exc:
+            findings = Findings(
+                generation,
+                resolved_verdict,
+                Verdict("False", "RenderFailed", str(exc)),
+                resolved_models=resolved,
+                plan=plan,
+                workload=await self._live_workload(namespace, name, uid),
+                selector=selector_string(name),
+            )
+            await self._record(body, old_raw, old, findings)
+            return Result("blocked", str(exc))
+
+        # ---- apply
+        objects = [with_generation(obj, generation) for obj in objects]
+        for obj in objects:
+            kind_of(obj)  # every rendered kind must be one we have RBAC for
+        applied = await asyncio.gather(*(self.kube.apply(obj) for obj in objects))
+        deployment = next((a for a in applied if a.get("kind") == "Deployment"), None)
+        keys = frozenset(object_key(obj) for obj in objects)
+        if self._children.get(uid) != keys:
+            await self._prune(namespace, uid, keys)
+            self._children[uid] = keys
+
+        findings = Findings(
+            generation,
+            resolved_verdict,
+            checked.verdict,
+            resolved_models=resolved,
+            plan=plan,
+            speculation=spec_verdict,
+            desired_replicas=render_decision.replicas,
+            scale_reason=scale_reason,
+            applied=True,
+            workload=Workload.from_deployment(deployment),
+            selector=selector_string(name),
+        )
+        await self._record(body, old_raw, old, findings)
+        return Result("applied")
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _token(self, resource: SpeculativeDeployment) -> str | None:
+        ref = resource.spec.hf_token_secret_ref
+        if ref is None:
+            return self.settings.hub_token
+        return await self.kube.read_secret_key(str(resource.namespace), ref.name, ref.key)
+
+    async def _resolve(self, ref: str, revision: str, token: str | None) -> ResolvedModel:
+        mirror = str(self.settings.hub_mirror) if self.settings.hub_mirror else None
+        return await asyncio.to_thread(
+            self.resolver.resolve,
+            ref,
+            revision,
+            mirror_dir=mirror,
+            token=token,
+            endpoint=self.settings.hub_endpoint,
+        )
+
+    async def _live_workload(self, namespace: str, name: str, uid: str) -> Workload:
+        live = await self.kube.get(DEPLOYMENT, namespace, name)
+        if live is None or not owned_by(live, uid):
+            return Workload()
+        return Workload.from_deployment(live)
+
+    async def _prune(self, namespace: str, uid: str, keep: frozenset[tuple[str, str, str]]) -> None:
+        """Delete children of this owner that the renderer no longer produces."""
+        listed = await asyncio.gather(
+            *(
+                self.kube.list_objects(kind, namespace, label_selector=MANAGED_SELECTOR)
+                for kind in CHILD_KINDS
+            )
+        )
+        live = [
+            {**obj, "apiVersion": kind.api_version, "kind": kind.kind}
+            for kind, items in zip(CHILD_KINDS, listed, strict=True)
+            for obj in items
+        ]
+        for obj in stale_children(live, keep, uid):
+            log.info("pruning %s %s/%s", obj["kind"], namespace, obj["metadata"]["name"])
+            await self.kube.delete(kind_of(obj), namespace, obj["metadata"]["name"])
+
+    async def _record(
+        self,
+        body: dict[str, Any],
+        old_raw: dict[str, Any],
+        old: SpeculativeDeploymentStatus,
+        findings: Findings,
+    ) -> None:
+        """Write the status once (only if it changed) and post Events for transitions."""
+        meta = body["metadata"]
+        self._last[str(meta.get("uid", ""))] = findings
+        new = status.build_status(old, findings, now=self.clock())
+        self._export(meta, new, findings)
+        if status.to_wire(new) == status.to_wire(old) and old_raw:
+            return
+        written = await self.kube.patch_status(
+            meta["namespace"], meta["name"], status.status_patch(old_raw, new)
+        )
+        if written is None:
+            return
+        for event in events_for(old, new):
+            if await self.recorder.emit(body, event.type, event.reason, event.message):
+                self.metrics.events.labels(event.reason).inc()
+
+    def _export(
+        self, meta: dict[str, Any], new: SpeculativeDeploymentStatus, findings: Findings
+    ) -> None:
+        spec = new.speculation
+        self.metrics.set_state(
+            str(meta["namespace"]),
+            str(meta["name"]),
+            ResourceState(
+                conditions=tuple((c.type, c.status) for c in new.conditions),
+                speculation_active=spec.active if spec else None,
+                num_speculative_tokens=spec.num_speculative_tokens if spec else None,
+                tensor_parallel_size=new.plan.tensor_parallel_size if new.plan else None,
+                gpus_per_replica=new.plan.gpus_per_replica if new.plan else None,
+                desired_replicas=new.autoscaling.desired_replicas if new.autoscaling else None,
+            ),
+        )
+
+
+def _reported(findings: Findings, workload: Workload) -> tuple[Any, ...]:
+    """The part of the status a Deployment's status feeds."""
+    verdict = status.ready_verdict(replace(findings, workload=workload))
+    return (verdict, workload.replicas, workload.ready, workload.exists)
+
+
+def _describe(verifier: ResolvedModel, speculator: ResolvedModel | None) -> str:
+    text = f"verifier {verifier.ref}@{verifier.revision} is {verifier.sha} ({verifier.source})"
+    if speculator is not None:
+        text += (
+            f"; speculator {speculator.ref}@{speculator.revision} is {speculator.sha} "
+            f"({speculator.source})"
+        )
+    return text
