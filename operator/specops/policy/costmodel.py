@@ -156,6 +156,8 @@ class CostModel(Generic[E]):
     fields: tuple[str, ...] = ()
     prior_strength: float = 0.02
     max_factor: float = 2.0
+    upper: tuple[tuple[str, float], ...] = ()
+    """Hard ceilings per field (an efficiency fraction cannot exceed 1)."""
 
     def prior_model(self) -> FittedCostModel[E]:
         """The model before any observation."""
@@ -177,8 +179,19 @@ class CostModel(Generic[E]):
         bound = math.log(self.max_factor)
         theta = [0.0] * len(names)
 
+        ceilings = dict(self.upper)
+        # Bounds in log space; a ceiling (efficiency <= 1) becomes an upper bound on theta,
+        # so the fit never wanders where a term stops mattering and the prior drags it back.
+        upper = [
+            min(bound, math.log(ceilings[n] / b)) if n in ceilings else bound
+            for n, b in zip(names, base, strict=True)
+        ]
+
         def make(th: Sequence[float]) -> E:
-            values = {n: b * math.exp(t) for n, b, t in zip(names, base, th, strict=True)}
+            values = {
+                n: min(b * math.exp(t), ceilings.get(n, math.inf))
+                for n, b, t in zip(names, base, th, strict=True)
+            }
             return dataclasses.replace(self.priors, **values)  # type: ignore[type-var]
 
         def residuals(th: Sequence[float]) -> list[float]:
@@ -195,10 +208,11 @@ class CostModel(Generic[E]):
             h = 1e-4
             columns = []
             for j in range(len(theta)):
+                step = h if theta[j] + h <= upper[j] else -h  # never probe past a ceiling
                 shifted = list(theta)
-                shifted[j] += h
+                shifted[j] += step
                 r2 = residuals(shifted)
-                columns.append([(b - a) / h for a, b in zip(current, r2, strict=True)])
+                columns.append([(b - a) / step for a, b in zip(current, r2, strict=True)])
             # Normal equations of  min |r(theta + d)|^2 + lam |theta + d|^2  with r linearised.
             n = len(theta)
             jtj = [[0.0] * n for _ in range(n)]
@@ -210,9 +224,26 @@ class CostModel(Generic[E]):
                 fit_pull = sum(x * y for x, y in zip(columns[a], current, strict=True))
                 jtr[a] = -fit_pull - lam * theta[a]
             delta = _solve(jtj, jtr)
-            theta = [min(max(t + d, -bound), bound) for t, d in zip(theta, delta, strict=True)]
-            current = residuals(theta)
-            if max(abs(d) for d in delta) < 1e-6:
+
+            def objective(th: Sequence[float], r: Sequence[float]) -> float:
+                return sum(x * x for x in r) + lam * sum(t * t for t in th)
+
+            before = objective(theta, current)
+            scale = 1.0
+            for _ in range(6):  # backtrack: a Gauss-Newton step may overshoot a ceiling
+                trial = [
+                    min(max(t + scale * d, -bound), hi)
+                    for t, d, hi in zip(theta, delta, upper, strict=True)
+                ]
+                trial_r = residuals(trial)
+                if objective(trial, trial_r) <= before:
+                    break
+                scale /= 2
+            else:
+                break
+            moved = max(abs(a - b) for a, b in zip(trial, theta, strict=True))
+            theta, current = trial, trial_r
+            if moved < 1e-6:
                 break
         rms = math.sqrt(sum(r * r for r in current) / len(current))
         return FittedCostModel(self.step, make(theta), rms_log_error=rms, points=len(usable))
