@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from specops.api.errors import describe
 from specops.api.v1alpha1 import (
+    GPU_TYPES,
     PlanStatus,
     SpeculativeDeployment,
     SpeculativeDeploymentStatus,
@@ -209,3 +211,21 @@ def test_plan_status_is_built_by_python_names() -> None:
         explanation=["..."],
     )
     assert plan.model_dump(by_alias=True)["kvBudgetGiB"] == 75
+
+
+def test_gpu_enum_matches_the_catalogue() -> None:
+    from specops import gpus
+
+    assert sorted(GPU_TYPES) == sorted(gpus.CATALOGUE)
+
+
+def test_validation_errors_read_as_one_line_per_field() -> None:
+    doc = with_spec(gpu={}, tensorParallelSize=3)
+    del doc["spec"]["verifier"]
+    with pytest.raises(ValidationError) as info:
+        SpeculativeDeployment.model_validate(doc)
+    text = describe(info.value)
+    assert "\n" not in text
+    assert "spec.verifier: Field required" in text
+    assert "spec.gpu: gpu.type or gpu.memoryGiB must be set" in text
+    assert "spec.tensorParallelSize: tensorParallelSize must be 1, 2, 4 or 8" in text
