@@ -213,7 +213,7 @@ def lookup(name: str) -> GpuType:
     if found is None:
         raise UnknownGpuError(
             f"unknown GPU type {name!r}; known: {known_names()} "
-            "(or give spec.gpu.memoryGiB for another card)"
+            "(for another card give its memory: spec.gpu.memoryGiB, --gpu-memory-gib)"
         )
     return found
 
