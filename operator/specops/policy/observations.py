@@ -66,6 +66,10 @@ class Observation:
     mean_itl_s: float | None = None
     """Mean of vLLM's ITL histogram: one sample per request per engine step."""
     mean_ttft_s: float | None = None
+    itl_p50_s: float | None = None
+    """Median ITL, only when the histogram's buckets resolve it (see docs/observations.md)."""
+    itl_p99_s: float | None = None
+    ttft_p99_s: float | None = None
     acceptance: Acceptance | None = None
     num_speculative_tokens: int = 0
     """k the pods were configured with while observed (0: speculation off)."""
