@@ -13,7 +13,13 @@ q/k norms, MoE with routed and shared experts and interleaved MoE layers
 layers), configs nested under ``text_config``, and Speculators drafters
 (``speculators_model_type`` + ``transformer_layer_config``), whose EAGLE-3
 head adds an ``fc`` over the verifier's three auxiliary hidden states and its
-own ``lm_head`` of ``draft_vocab_size`` rows.
+own ``lm_head`` of ``draft_vocab_size`` rows. When the draft vocabulary is
+smaller than the verifier's, the checkpoint also holds the ``d2t`` (int64,
+one per draft token) and ``t2d`` (bool, one per verifier token) mapping
+tensors; they are buffers, not parameters, so they count in ``weight_bytes``
+but not in ``param_count``. The drafter's input embedding (verifier vocab x
+hidden) is counted: vLLM only shares the verifier's when the checkpoint
+omits it, which a config does not tell, so the estimate stays on the safe side.
 
 Counting conventions:
 
@@ -287,13 +293,20 @@ class ModelArch:
         size = self.dtype_bytes if dtype_bytes is None else dtype_bytes
         experts, rest = self._param_split(active=False)
         rest += self.embedding_params()
+        buffers = self.mapping_tensor_bytes()
         if self.quantization == "mxfp4":
-            return experts * MXFP4_BITS_PER_PARAM / 8 + rest * size
+            return experts * MXFP4_BITS_PER_PARAM / 8 + rest * size + buffers
         if self.quantization == "fp8":
             # Linear layers in 8 bits; embeddings and lm_head stay 16-bit.
             head = self.embedding_params() + self.lm_head_params()
-            return (experts + rest - head) * 1.0 + head * size
-        return (experts + rest) * size
+            return (experts + rest - head) * 1.0 + head * size + buffers
+        return (experts + rest) * size + buffers
+
+    def mapping_tensor_bytes(self) -> int:
+        """EAGLE-3's ``d2t`` (int64 per draft token) and ``t2d`` (bool per verifier token)."""
+        if self.drafter is None or self.drafter.draft_vocab_size >= self.vocab_size:
+            return 0
+        return 8 * self.drafter.draft_vocab_size + self.vocab_size
 
     def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
         """KV cache bytes per token of context over the layers whose cache grows.

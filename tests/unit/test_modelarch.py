@@ -94,6 +94,15 @@ def test_eagle3_drafter_counts_fc_own_lm_head_and_verifier_embedding() -> None:
     norms = 3 * h
     assert arch.param_count() == attention + mlp + fc + lm_head + embed + norms
     assert arch.lm_head_params() == lm_head
+    # d2t/t2d map the 32000 draft tokens to the 128256 verifier tokens: buffers, not params.
+    assert arch.mapping_tensor_bytes() == 8 * 32000 + 128256
+    assert arch.weight_bytes() == arch.param_count() * 2 + 8 * 32000 + 128256
+
+
+def test_full_vocabulary_drafter_has_no_mapping_tensors() -> None:
+    cfg = load("RedHatAI/Llama-3.1-8B-Instruct-speculator.eagle3")
+    cfg["draft_vocab_size"] = 128256
+    assert from_config(cfg).mapping_tensor_bytes() == 0
 
 
 def test_old_and_new_speculators_layouts_parse_alike() -> None:
