@@ -106,6 +106,7 @@ class HubServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._stopped = False
 
     # ---- lifecycle -------------------------------------------------------
     @property
@@ -118,6 +119,10 @@ class HubServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving; the port closes, so clients see connection errors. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
         self._httpd.shutdown()
         self._httpd.server_close()
 

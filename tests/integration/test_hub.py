@@ -261,8 +261,6 @@ def test_offline_mode_uses_the_hf_cache(
     assert (cached.sha, cached.config) == (online.sha, online.config)
     with pytest.raises(NotCached, match="HF_HUB_OFFLINE"):
         resolver().resolve("Qwen/Qwen3-8B", endpoint=hub.endpoint, cache_dir=tmp_path)
-    hub.start = lambda: hub  # type: ignore[method-assign]
-    hub.stop = lambda: None  # type: ignore[method-assign]
 
 
 def test_hf_endpoint_and_token_from_the_environment(hub: HubServer, tmp_path: Path) -> None:

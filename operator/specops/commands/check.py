@@ -252,11 +252,12 @@ def run(args: argparse.Namespace) -> int:
         json.dump(document, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print_text(outcome, compatible)
+        gpu_given = args.gpu is not None or args.gpu_memory_gib is not None
+        _print_text(outcome, compatible, gpu_given=gpu_given)
     return 0 if compatible else 1
 
 
-def _print_text(outcome: _Outcome, compatible: bool) -> None:
+def _print_text(outcome: _Outcome, compatible: bool, *, gpu_given: bool) -> None:
     for role, model in (("verifier", outcome.verifier), ("speculator", outcome.speculator)):
         if model is not None:
             print(f"{role:<11} {model.ref} @ {model.revision} ({model.source}, {model.sha[:20]})")
@@ -276,6 +277,8 @@ def _print_text(outcome: _Outcome, compatible: bool) -> None:
         print(f"verdict: incompatible ({errors} error{'s' if errors != 1 else ''})")
     if outcome.plan is not None:
         print_plan_text(outcome.plan)
+    elif compatible and not gpu_given:
+        print("plan: skipped (give --gpu or --gpu-memory-gib to size the replica)")
 
 
 def register(subparsers: Any) -> None:
