@@ -167,6 +167,8 @@ class ModelArch:
     sliding_window: int | None = None
     num_sliding_layers: int = 0
     drafter: DrafterHead | None = None
+    context_limit: int = 0
+    """Longest context vLLM accepts without an override (0: ``max_position_embeddings``)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- derived shapes -------------------------------------------------
@@ -179,6 +181,11 @@ class ModelArch:
     def kv_dim(self) -> int:
         """Width of one of the key/value projections (GQA: kv_heads x head_dim)."""
         return self.num_kv_heads * self.head_dim
+
+    @property
+    def max_context(self) -> int:
+        """The context limit vLLM derives: RoPE scaling applied (see :func:`_context_limit`)."""
+        return self.context_limit or self.max_position_embeddings
 
     @property
     def is_moe(self) -> bool:
@@ -388,6 +395,34 @@ def _quantization(cfg: Mapping[str, Any], where: str) -> str | None:
     return method
 
 
+_UNSCALED_ROPE = frozenset({"su", "longrope", "llama3", "default"})
+
+
+def _context_limit(cfg: Mapping[str, Any], max_pos: int, model_type: str, where: str) -> int:
+    """``max_position_embeddings`` with RoPE scaling applied, the way vLLM derives it.
+
+    vLLM multiplies by ``factor`` for every RoPE type except su/longrope/llama3
+    (whose ``max_position_embeddings`` already is the extended length), and
+    for YaRN starts from ``original_max_position_embeddings``; Gemma 3's is
+    already scaled. Accepts transformers 4 ``rope_scaling`` and 5 ``rope_parameters``.
+    """
+    rope = cfg.get("rope_scaling") or cfg.get("rope_parameters")
+    if rope is None or "gemma3" in model_type:
+        return max_pos
+    if not isinstance(rope, Mapping):
+        raise ConfigError(f"{where}: 'rope_scaling' must be an object or null")
+    rope_type = rope.get("rope_type", rope.get("type", "default"))
+    if not isinstance(rope_type, str) or rope_type in _UNSCALED_ROPE:
+        return max_pos
+    factor = rope.get("factor", 1.0)
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
+        raise ConfigError(f"{where}: rope_scaling 'factor' must be a positive number")
+    base = max_pos
+    if rope_type == "yarn" and rope.get("original_max_position_embeddings") is not None:
+        base = _positive(rope, "original_max_position_embeddings", f"{where} rope_scaling")
+    return int(base * factor)
+
+
 def _text_config(cfg: Mapping[str, Any]) -> Mapping[str, Any]:
     """Multimodal configs (Llama 4, Qwen-VL) keep the decoder under ``text_config``."""
     inner = cfg.get("text_config")
@@ -499,6 +534,7 @@ def _decoder(
         sliding_window=sliding_window,
         num_sliding_layers=sliding_layers,
         drafter=drafter,
+        context_limit=_context_limit(cfg, max_pos, model_type, where),
     )
 
 

@@ -10,7 +10,8 @@ and it records each step of the arithmetic so a user can check it.
 
 Choices, stated once:
 
-* ``max_model_len`` defaults to ``min(max_position_embeddings, 32768)``:
+* ``max_model_len`` defaults to ``min(max_position_embeddings, 32768)``
+  (``max_position_embeddings`` scaled by RoPE scaling, as vLLM derives it):
   long enough for chat, RAG and code, short enough that a 128k-context model
   does not demand 4x the GPUs for context nobody asked for. Set it to serve
   longer contexts.
@@ -60,8 +61,8 @@ class SizingError(ValueError):
 
 
 def default_max_model_len(arch: ModelArch) -> int:
-    """``min(max_position_embeddings, 32768)``; see the module docstring."""
-    return min(arch.max_position_embeddings, DEFAULT_MAX_MODEL_LEN_CAP)
+    """``min(context limit, 32768)``; see the module docstring."""
+    return min(arch.max_context, DEFAULT_MAX_MODEL_LEN_CAP)
 
 
 def tp_compatible(arch: ModelArch, tp: int) -> str | None:

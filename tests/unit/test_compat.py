@@ -214,6 +214,15 @@ def test_context_longer_than_the_verifier() -> None:
     assert "40960" in found[0].message
 
 
+def test_rope_scaling_extends_the_context_limit() -> None:
+    yarn = {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}
+    verifier = Model("Qwen/Qwen3-8B", dict(load("Qwen/Qwen3-8B"), rope_scaling=yarn))
+    assert check(verifier, None, CheckSettings(max_model_len=131072)) == []
+    found = check(verifier, None, CheckSettings(max_model_len=131073))
+    assert codes(found) == {("ContextLengthExceeded", "error")}
+    assert "scaled by its rope_scaling" in found[0].message
+
+
 def test_does_not_fit_the_gpu() -> None:
     report = evaluate(
         model("meta-llama/Llama-3.3-70B-Instruct"),

@@ -242,3 +242,33 @@ def test_any_edit_either_parses_or_raises_config_error(base: str, edits: dict[st
     assert arch.param_count() > 0
     assert arch.weight_bytes() > 0
     assert arch.kv_bytes_per_token() >= 0
+
+
+@pytest.mark.parametrize(
+    ("repo", "rope", "limit"),
+    [
+        ("Qwen/Qwen3-8B", None, 40960),
+        # Qwen's documented YaRN recipe: factor 4 over the original 32768 -> 131072
+        (
+            "Qwen/Qwen3-8B",
+            {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768},
+            131072,
+        ),
+        ("Qwen/Qwen3-8B", {"type": "linear", "factor": 2.0}, 81920),
+        # llama3 RoPE: max_position_embeddings already is the extended length
+        ("meta-llama/Llama-3.1-8B-Instruct", "keep", 131072),
+        # gpt-oss: YaRN factor 32 over 4096
+        ("openai/gpt-oss-20b", "keep", 131072),
+    ],
+)
+def test_context_limit_applies_rope_scaling_like_vllm(repo: str, rope: Any, limit: int) -> None:
+    cfg = load(repo)
+    if rope != "keep":
+        cfg["rope_scaling"] = rope
+    assert from_config(cfg).max_context == limit
+
+
+def test_malformed_rope_scaling_is_a_config_error() -> None:
+    cfg = dict(load("Qwen/Qwen3-8B"), rope_scaling={"rope_type": "yarn", "factor": "x"})
+    with pytest.raises(ConfigError, match="factor"):
+        from_config(cfg)

@@ -346,12 +346,18 @@ def evaluate(
                 )
 
     length = settings.max_model_len
-    if varch is not None and length is not None and length > varch.max_position_embeddings:
+    if varch is not None and length is not None and length > varch.max_context:
+        scaled = (
+            f" ({varch.max_position_embeddings} scaled by its rope_scaling)"
+            if varch.max_context != varch.max_position_embeddings
+            else ""
+        )
         findings.append(
             error(
                 "ContextLengthExceeded",
-                f"maxModelLen {settings.max_model_len} exceeds the verifier's"
-                f" max_position_embeddings {varch.max_position_embeddings}; lower maxModelLen",
+                f"maxModelLen {settings.max_model_len} exceeds the verifier's context limit"
+                f" max_position_embeddings {varch.max_context}{scaled}; lower maxModelLen"
+                " (or serve a variant with RoPE scaling configured)",
             )
         )
 
