@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 Outcome = Literal["applied", "blocked", "retry", "error", "gone"]
 DEPLOYMENT = next(k for k in CHILD_KINDS if k.kind == "Deployment")
 MANAGED_SELECTOR = "app.kubernetes.io/managed-by=specops"
+#: API groups that may legitimately be absent (the Prometheus Operator's).
+OPTIONAL_GROUPS = frozenset({"monitoring.coreos.com"})
 
 
 @dataclass(frozen=True)
@@ -282,9 +284,9 @@ class Reconciler:
         objects = [with_generation(obj, generation) for obj in objects]
         for obj in objects:
             kind_of(obj)  # every rendered kind must be one we have RBAC for
-        applied = await asyncio.gather(*(self.kube.apply(obj) for obj in objects))
-        deployment = next((a for a in applied if a.get("kind") == "Deployment"), None)
-        keys = frozenset(object_key(obj) for obj in objects)
+        applied = await asyncio.gather(*(self._apply(body, obj) for obj in objects))
+        deployment = next((a for a in applied if a and a.get("kind") == "Deployment"), None)
+        keys = frozenset(object_key(obj) for obj, a in zip(objects, applied, strict=True) if a)
         if self._children.get(uid) != keys:
             await self._prune(namespace, uid, keys)
             self._children[uid] = keys
@@ -306,6 +308,23 @@ class Reconciler:
         return Result("applied")
 
     # ------------------------------------------------------------------ helpers
+
+    async def _apply(self, owner: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply one child; an optional API that is not installed is skipped with a warning."""
+        try:
+            return await self.kube.apply(obj)
+        except KubeError as exc:
+            kind = kind_of(obj)
+            if exc.status != 404 or kind.group not in OPTIONAL_GROUPS:
+                raise
+        message = (
+            f"{kind.kind} not created: the {kind.group} API is not installed "
+            "(install the Prometheus Operator or turn spec.monitoring off)"
+        )
+        log.warning("%s/%s: %s", owner["metadata"]["namespace"], owner["metadata"]["name"], message)
+        if await self.recorder.emit(owner, "Warning", "MonitoringUnavailable", message):
+            self.metrics.events.labels("MonitoringUnavailable").inc()
+        return None
 
     async def _token(self, resource: SpeculativeDeployment) -> str | None:
         ref = resource.spec.hf_token_secret_ref
