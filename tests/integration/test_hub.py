@@ -15,6 +15,7 @@ import pytest
 from specops.hub import (
     ConfigNotFound,
     GatedModel,
+    HubError,
     HubUnavailable,
     InvalidModelConfig,
     ModelNotFound,
@@ -217,6 +218,12 @@ def test_mirror_sha_file_pins_the_hub_commit(tmp_path: Path) -> None:
     assert model.safetensors is not None and model.safetensors.total == 8030261248
     with pytest.raises(RevisionNotFound):
         resolver().resolve("org/model", "b" * 40, mirror_dir=tmp_path / "mirror")
+
+
+def test_missing_mirror_directory_is_an_error_not_a_silent_hub_lookup(tmp_path: Path) -> None:
+    with pytest.raises(HubError, match="not a directory") as err:
+        resolver().resolve(LLAMA, mirror_dir=tmp_path / "nope")
+    assert err.value.permanent
 
 
 def test_mirror_from_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -318,3 +318,11 @@ def test_installed_command_verdicts_and_exit_codes(tmp_path: Path) -> None:
     assert missing.returncode == 2
     assert "Traceback" not in missing.stderr
     assert "HF_HUB_OFFLINE" in missing.stderr
+
+
+def test_missing_mirror_directory_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["check", "--verifier", "Qwen/Qwen3-8B", "--hub-mirror", str(tmp_path / "nope")])
+    assert code == 2
+    assert "not a directory" in capsys.readouterr().err

@@ -110,6 +110,11 @@ class Resolver:
         if looks_like_path(ref):
             return self._from_dir(Path(ref).expanduser(), ref, revision, "local")
         mirror = mirror_dir if mirror_dir is not None else os.environ.get(MIRROR_ENV) or None
+        if mirror is not None and not Path(mirror).expanduser().is_dir():
+            raise HubError(
+                f"the Hub mirror {mirror} is not a directory (--hub-mirror / {MIRROR_ENV})",
+                ref=ref,
+            )
         if mirror is not None and is_hub_id(ref):
             entry = Path(mirror).expanduser() / ref
             if (entry / "config.json").is_file():
