@@ -118,7 +118,11 @@ IntOrPercent = Annotated[
 
 
 def cel(rule: str, message: str) -> dict[str, Any]:
-    """One ``x-kubernetes-validations`` entry."""
+    """One ``x-kubernetes-validations`` entry.
+
+    Rules guard optional and defaulted fields with ``has()``: the API server also
+    evaluates them against each ``default`` value, where nested defaults are absent.
+    """
     return {"rule": rule, "message": message}
 
 
@@ -268,6 +272,7 @@ class AutoscalingSpec(_SpecModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
+                    "!has(self.minReplicas) || !has(self.maxReplicas) || "
                     "self.minReplicas <= self.maxReplicas",
                     "autoscaling.minReplicas must not exceed autoscaling.maxReplicas",
                 )
@@ -538,12 +543,14 @@ class SpeculativeDeploymentSpec(_SpecModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "!has(self.replicas) || self.autoscaling.minReplicas == "
-                    "self.autoscaling.maxReplicas",
+                    "!has(self.replicas) || !has(self.autoscaling) || "
+                    "!has(self.autoscaling.minReplicas) || !has(self.autoscaling.maxReplicas) || "
+                    "self.autoscaling.minReplicas == self.autoscaling.maxReplicas",
                     "spec.replicas (the scale subresource) needs autoscaling off "
                     "(minReplicas == maxReplicas)",
                 ),
                 cel(
+                    "!has(self.speculation) || !has(self.speculation.mode) || "
                     "self.speculation.mode != 'Always' || has(self.speculator)",
                     "speculation.mode Always needs spec.speculator",
                 ),
