@@ -40,6 +40,7 @@ never ``KeyError``/``TypeError``: a bad config is user input.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -415,7 +416,12 @@ def _context_limit(cfg: Mapping[str, Any], max_pos: int, model_type: str, where:
     if not isinstance(rope_type, str) or rope_type in _UNSCALED_ROPE:
         return max_pos
     factor = rope.get("factor", 1.0)
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or factor <= 0:
+    if (
+        isinstance(factor, bool)
+        or not isinstance(factor, int | float)
+        or not math.isfinite(factor)
+        or factor <= 0
+    ):
         raise ConfigError(f"{where}: rope_scaling 'factor' must be a positive number")
     base = max_pos
     if rope_type == "yarn" and rope.get("original_max_position_embeddings") is not None:

@@ -247,7 +247,7 @@ def test_plan_uses_exact_safetensors_counts() -> None:
 
 # ---- property tests --------------------------------------------------------
 
-_scalars = st.none() | st.booleans() | st.integers(-3, 300_000) | st.text(max_size=6)
+_scalars = st.none() | st.booleans() | st.integers(-3, 300_000) | st.floats() | st.text(max_size=6)
 _json = st.recursive(
     _scalars,
     lambda inner: (
@@ -289,7 +289,9 @@ def _assert_well_formed(found: list[Finding]) -> None:
     top=st.dictionaries(st.sampled_from(_DRAFTER_KEYS), _json, max_size=3),
     layer=st.dictionaries(st.sampled_from(_LAYER_KEYS), _json, max_size=3),
     verifier_edits=st.dictionaries(
-        st.sampled_from([*_LAYER_KEYS, "max_position_embeddings"]), _json, max_size=2
+        st.sampled_from([*_LAYER_KEYS, "max_position_embeddings", "rope_scaling"]),
+        _json,
+        max_size=2,
     ),
     tp=st.none() | st.integers(1, 8),
     k=st.none() | st.integers(1, 10),

@@ -190,7 +190,9 @@ def test_non_object_config_is_a_config_error() -> None:
         from_config([1, 2])
 
 
-_json_scalars = st.none() | st.booleans() | st.integers(-5, 10**6) | st.text(max_size=5)
+_json_scalars = (
+    st.none() | st.booleans() | st.integers(-5, 10**6) | st.floats() | st.text(max_size=5)
+)
 _json = st.recursive(
     _json_scalars,
     lambda inner: (
@@ -199,6 +201,9 @@ _json = st.recursive(
     max_leaves=10,
 )
 _KEYS = [
+    "rope_scaling",
+    "max_position_embeddings",
+    "torch_dtype",
     "hidden_size",
     "num_attention_heads",
     "num_key_value_heads",
@@ -268,7 +273,24 @@ def test_context_limit_applies_rope_scaling_like_vllm(repo: str, rope: Any, limi
     assert from_config(cfg).max_context == limit
 
 
-def test_malformed_rope_scaling_is_a_config_error() -> None:
-    cfg = dict(load("Qwen/Qwen3-8B"), rope_scaling={"rope_type": "yarn", "factor": "x"})
+@pytest.mark.parametrize("factor", ["x", float("inf"), float("nan"), -1.0, True])
+def test_malformed_rope_scaling_is_a_config_error(factor: object) -> None:
+    cfg = dict(load("Qwen/Qwen3-8B"), rope_scaling={"rope_type": "yarn", "factor": factor})
     with pytest.raises(ConfigError, match="factor"):
         from_config(cfg)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rope=st.fixed_dictionaries(
+        {"rope_type": st.sampled_from(["yarn", "linear", "dynamic", "llama3", "default", 3])},
+        optional={"factor": _json_scalars, "original_max_position_embeddings": _json_scalars},
+    )
+)
+def test_any_rope_scaling_parses_or_raises_config_error(rope: dict[str, Any]) -> None:
+    cfg = dict(load("Qwen/Qwen3-8B"), rope_scaling=rope)
+    try:
+        arch = from_config(cfg)
+    except ConfigError:
+        return
+    assert arch.max_context > 0
