@@ -26,6 +26,7 @@ Conventions, stated once so every consumer reads the numbers the same way:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -229,8 +230,8 @@ def custom(memory_gib: float, *, name: str | None = None, base: GpuType | None =
     Speed numbers are borrowed from ``base`` (if known) so the simulator can
     still run; sizing only reads memory.
     """
-    if not memory_gib > 0:
-        raise ValueError(f"GPU memory must be positive, got {memory_gib!r} GiB")
+    if not (isinstance(memory_gib, int | float) and math.isfinite(memory_gib) and memory_gib > 0):
+        raise ValueError(f"GPU memory must be a positive number, got {memory_gib!r} GiB")
     ref = base or CATALOGUE["H100-80GB"]
     return GpuType(
         name=name or (base.name if base else f"custom-{memory_gib:g}GiB"),

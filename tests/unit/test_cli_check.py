@@ -224,6 +224,8 @@ def test_bad_input_exits_2_with_one_line(
         ["check", "--gpu-memory-utilization", "1.5"],
         ["check", "--max-model-len", "many"],
         ["check", "--output", "yaml"],
+        ["plan", "--verifier", "Qwen/Qwen3-8B", "--gpu-memory-gib", "inf"],
+        ["plan", "--verifier", "Qwen/Qwen3-8B", "--gpu-memory-gib", "nan"],
     ],
 )
 def test_bad_arguments_exit_2(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:

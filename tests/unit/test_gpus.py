@@ -89,5 +89,6 @@ def test_custom_gpu_takes_memory_and_borrows_speed() -> None:
     card = gpus.custom(47.5, base=gpus.lookup("L40S"))
     assert card.memory_gib == 47.5
     assert card.bandwidth_tb_s == gpus.CATALOGUE["L40S-48GB"].bandwidth_tb_s
-    with pytest.raises(ValueError, match="positive"):
-        gpus.custom(0)
+    for bad in (0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="positive"):
+            gpus.custom(bad)
