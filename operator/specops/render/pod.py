@@ -34,7 +34,6 @@ SHM_PER_GPU_GIB = 2
 PROBE_PERIOD_SECONDS = 10
 
 
-
 def container_security() -> dict[str, Any]:
     """The "restricted" container security context (a fresh dict: objects share nothing)."""
     return {
