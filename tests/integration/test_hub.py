@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from specops.hub import (
     ConfigNotFound,
@@ -291,3 +294,17 @@ def test_hf_endpoint_and_token_from_the_environment(hub: HubServer, tmp_path: Pa
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == {"sha": hub.repos[LLAMA].refs["main"], "hidden": 4096}
     assert any(r.authorization == "Bearer hf_env" for r in hub.requests)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ref=st.text(max_size=40), revision=st.text(max_size=12))
+def test_any_reference_resolves_or_raises_a_hub_error(ref: str, revision: str) -> None:
+    """Offline (so nothing leaves the machine), any string is a model or a named HubError."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    try:
+        with tempfile.TemporaryDirectory() as cache:
+            resolver().resolve(ref, revision, mirror_dir=FIXTURES, cache_dir=cache)
+    except HubError as exc:
+        assert str(exc)
+    finally:
+        del os.environ["HF_HUB_OFFLINE"]
