@@ -50,7 +50,8 @@ def markdown(report: dict[str, Any]) -> str:
     """A table a human can paste into an issue: one row per profile."""
     target = report.get("target", {})
     lines = [
-        f"# Load report: {target.get('model', '?')} at {target.get('url', '?')}",
+        f"# Load report: {target.get('model', '?')} at "
+        + (target.get("url") or f"a simulated {target.get('gpu', '?')} (virtual time)"),
         "",
         f"Mode: {report.get('mode', '?')}; prompt tokens ~{report.get('prompt_tokens', '?')}, "
         f"output tokens {report.get('output_tokens', '?')}; seed {report.get('seed', '?')}.",
