@@ -20,13 +20,12 @@ from typing import Any
 #: rename in the operator is a one-line change here, caught by the dashboard test.
 OPERATOR = {
     "speculation_active": "specops_speculation_active",
-    "speculative_tokens": "specops_num_speculative_tokens",
-    "replicas_desired": "specops_replicas_desired",
-    "replicas_ready": "specops_replicas_ready",
+    "speculative_tokens": "specops_speculative_tokens",
+    "replicas_desired": "specops_desired_replicas",
     "reconciles": "specops_reconcile_total",
-    "reconcile_errors": "specops_reconcile_errors_total",
 }
 
+RECONCILES = OPERATOR["reconciles"]
 M = '{model_name=~"$model"}'
 OP = '{namespace=~"$namespace"}'
 RI = "[$__rate_interval]"
@@ -128,11 +127,11 @@ PANELS: tuple[Panel, ...] = (
                 "desired {{namespace}}/{{name}}",
             ),
             Target(
-                f"max by (namespace, name) ({OPERATOR['replicas_ready']}{OP})",
-                "ready {{namespace}}/{{name}}",
+                f"count by (model_name) (vllm:num_requests_running{M})",
+                "ready {{model_name}}",
             ),
         ),
-        "The autoscaler's target and the pods ready to serve.",
+        "The autoscaler's target, and the vLLM replicas serving (reporting metrics).",
     ),
     Panel(
         "Requests running / waiting",
@@ -168,8 +167,17 @@ PANELS: tuple[Panel, ...] = (
         "Operator reconciles and errors",
         "ops",
         (
-            Target(f"sum (rate({OPERATOR['reconciles']}{RI}))", "reconciles/s"),
-            Target(f"sum (rate({OPERATOR['reconcile_errors']}{RI}))", "errors/s"),
+            Target(
+                f"sum by (outcome) (rate({OPERATOR['reconciles']}{RI}))",
+                "{{outcome}}",
+            ),
+            # 0 rather than no data while the operator reports and nothing failed yet (the
+            # error series only appears with the first error); still empty without the operator.
+            Target(
+                f'sum (rate({RECONCILES}{{outcome="error"}}{RI})) '
+                f"or on () (0 * sum (rate({RECONCILES}{RI})))",
+                "errors",
+            ),
         ),
         "Reconcile rate of the SpecOps operator and the rate of failed reconciles.",
     ),
