@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -249,6 +249,7 @@ def test_local_directory_gets_a_content_sha(tmp_path: Path) -> None:
         ("./also/not/here", ModelNotFound),
         ("not a repo id", ModelNotFound),
         ("", ModelNotFound),
+        ("~no-such-user-here/model", ModelNotFound),
     ],
 )
 def test_bad_references_are_named_errors(ref: str, error: type[Exception]) -> None:

@@ -58,6 +58,14 @@ REVISION_TTL_SECONDS = 60.0
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
+def _expand(path: str | Path) -> Path:
+    """``~`` and ``~user`` expanded; an unknown user is a missing model, not a crash."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise ModelNotFound(f"{path}: cannot expand the home directory", ref=str(path)) from None
+
+
 @dataclass(frozen=True)
 class ResolvedModel:
     """A model pinned to one commit: what sizing, compat and rendering work from."""
@@ -108,15 +116,15 @@ class Resolver:
         revision = (revision or "main").strip() or "main"
 
         if looks_like_path(ref):
-            return self._from_dir(Path(ref).expanduser(), ref, revision, "local")
+            return self._from_dir(_expand(ref), ref, revision, "local")
         mirror = mirror_dir if mirror_dir is not None else os.environ.get(MIRROR_ENV) or None
-        if mirror is not None and not Path(mirror).expanduser().is_dir():
+        if mirror is not None and not _expand(mirror).is_dir():
             raise HubError(
                 f"the Hub mirror {mirror} is not a directory (--hub-mirror / {MIRROR_ENV})",
                 ref=ref,
             )
         if mirror is not None and is_hub_id(ref):
-            entry = Path(mirror).expanduser() / ref
+            entry = _expand(mirror) / ref
             if (entry / "config.json").is_file():
                 return self._from_dir(entry, ref, revision, "mirror")
         if Path(ref).is_dir() and (Path(ref) / "config.json").is_file():
