@@ -33,7 +33,8 @@ def test_batch_one_step_is_weights_over_bandwidth_plus_overhead(llama8b: pm.Repl
     weights = llama8b.verifier.dense_bytes / (3.35e12 * eff.bandwidth)
     step = pm.decode_step_seconds(llama8b, 1, 0, 0, eff)
     gemm = llama8b.verifier.flops_per_token / (989e12 * eff.compute)
-    assert step == pytest.approx(weights + gemm + eff.overhead_ms / 1e3)
+    host = eff.overhead_ms / 1e3 + eff.per_seq_us / 1e6
+    assert step == pytest.approx(weights + gemm + host)
 
 
 def test_step_time_grows_with_batch_context_and_k(llama8b: pm.Replica) -> None:

@@ -29,7 +29,12 @@ from typing import Any
 
 from specops import gpus, modelarch, perfmodel
 from specops.sim import acceptance
-from specops.sim.engine import EngineConfig, kv_cache_blocks, vllm_default_limits
+from specops.sim.engine import (
+    EngineConfig,
+    kv_cache_blocks,
+    served_weight_bytes,
+    vllm_default_limits,
+)
 
 log = logging.getLogger(__name__)
 
@@ -417,10 +422,9 @@ def build_replica(args: ServeArgs) -> SimulatedReplica:
             f"{verifier.max_position_embeddings}"
         )
     default_tokens, default_seqs = vllm_default_limits(gpu.memory_gib, gpu.name)
-    weights = verifier.weight_bytes()
+    weights = served_weight_bytes(verifier, drafter)
     kv_per_token = float(verifier.kv_bytes_per_token())
     if drafter is not None:
-        weights += drafter.weight_bytes(verifier.dtype_bytes)
         kv_per_token += drafter.kv_bytes_per_token()
     blocks = kv_cache_blocks(
         replica,

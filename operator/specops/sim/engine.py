@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from specops import perfmodel
+from specops.modelarch import ModelArch
 from specops.sim.acceptance import AcceptanceProfile, draw_accepted, exponential, uniform
 
 BLOCK_SIZE = 16
@@ -85,6 +86,25 @@ def kv_cache_blocks(
     if free <= 0 or per_block <= 0:
         return 0
     return int(free // per_block)
+
+
+def served_weight_bytes(verifier: ModelArch, drafter: ModelArch | None = None) -> float:
+    """Bytes of weights the replica loads: the verifier's plus the drafter's own.
+
+    An EAGLE-style drafter whose vocabulary and width match the verifier's
+    shares the verifier's input embedding in vLLM, so that table is not
+    counted twice; a drafter is served in the verifier's dtype.
+    """
+    total = verifier.weight_bytes()
+    if drafter is not None:
+        own = drafter.weight_bytes(verifier.dtype_bytes)
+        if drafter.is_drafter and (drafter.vocab_size, drafter.hidden_size) == (
+            verifier.vocab_size,
+            verifier.hidden_size,
+        ):
+            own -= drafter.embedding_params() * verifier.dtype_bytes
+        total += own
+    return total
 
 
 @dataclass(frozen=True)
