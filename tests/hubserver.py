@@ -10,7 +10,8 @@ are served, with the behaviour of the real Hub that the client relies on:
   repos answer this without a token, like the Hub (their metadata is public).
 * ``HEAD|GET /{repo}/resolve/{rev}/{file}``: the file, with ``X-Repo-Commit``,
   ``ETag`` (quoted git-blob SHA-1, as the Hub sends for non-LFS files) and
-  ``Content-Length``.
+  ``Content-Length``; weight files (LFS on the Hub) also get ``X-Linked-Etag``
+  (their SHA-256) and ``X-Linked-Size``.
 * Errors as the Hub spells them: 404 with ``X-Error-Code: RepoNotFound``,
   ``RevisionNotFound`` or ``EntryNotFound`` (the latter with
   ``X-Repo-Commit``); 401 (no token) / 403 (token without access) with
@@ -85,6 +86,14 @@ class Recorded:
     method: str
     path: str
     authorization: str | None
+
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+def is_lfs(filename: str) -> bool:
+    """Weights live in Git LFS on the Hub; small text files are plain git blobs."""
+    return filename.endswith(LFS_SUFFIXES)
 
 
 def git_blob_sha(data: bytes) -> str:
@@ -307,6 +316,13 @@ def _handler_for(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 "ETag": f'"{git_blob_sha(data)}"',
                 "Accept-Ranges": "bytes",
             }
+            if is_lfs(filename):
+                # The Hub names LFS blobs by their SHA-256 and says so in X-Linked-*
+                # (it redirects to a CDN; serving in place keeps this loopback-only).
+                digest = hashlib.sha256(data).hexdigest()
+                headers["X-Linked-Etag"] = f'"{digest}"'
+                headers["X-Linked-Size"] = str(len(data))
+                headers["ETag"] = f'"{digest}"'
             self._send(200, data, body=body, headers=headers)
 
     return Handler

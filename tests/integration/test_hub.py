@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -309,3 +310,20 @@ def test_any_reference_resolves_or_raises_a_hub_error(ref: str, revision: str) -
         assert str(exc)
     finally:
         del os.environ["HF_HUB_OFFLINE"]
+
+
+def test_lfs_files_are_cached_under_their_sha256(hub: HubServer, tmp_path: Path) -> None:
+    """The server's LFS headers are the ones huggingface_hub keys its blob cache on."""
+    from huggingface_hub import hf_hub_download
+
+    weights = b"\x00" * 1000 + b"weights"
+    hub.repos[LLAMA].add_commit(
+        {
+            "config.json": (FIXTURES / LLAMA / "config.json").read_bytes(),
+            "model.safetensors": weights,
+        }
+    )
+    path = hf_hub_download(LLAMA, "model.safetensors", endpoint=hub.endpoint, cache_dir=tmp_path)
+    assert Path(path).read_bytes() == weights
+    blob = Path(path).resolve()
+    assert blob.name == hashlib.sha256(weights).hexdigest()
