@@ -87,3 +87,17 @@ def test_stop_and_start_keeps_url_and_data(
     prometheus_server.reload()
     samples = client.query_range("twin_requests_total", time.time() - 60, time.time(), 1.0)
     assert samples and samples[0].values[0][1] == 3.0
+
+
+def test_operator_target_added_at_runtime_is_scraped(
+    prometheus_server: PrometheusServer, exporter: tuple[int, Counter]
+) -> None:
+    port, counter = exporter
+    counter.inc(2)
+    prometheus_server.add_operator_target(f"127.0.0.1:{port}")
+    client = prometheus_server.client()
+    wait_for(lambda: [t.health for t in client.targets("specops-operator")] == ["up"])
+    wait_for(lambda: bool(client.query('twin_requests_total{job="specops-operator"}')))
+    assert client.query('twin_requests_total{job="specops-operator"}')[0].value == 2.0
+    with pytest.raises(ValueError, match="loopback"):
+        prometheus_server.add_operator_target("10.0.0.1:8080")

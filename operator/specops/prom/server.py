@@ -17,6 +17,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 
@@ -146,6 +147,15 @@ class PrometheusServer:
         with urllib.request.urlopen(req, timeout=5.0) as resp:
             if resp.status != 200:
                 raise PrometheusStartError(f"reload answered HTTP {resp.status}")
+
+    def add_operator_target(self, target: str) -> None:
+        """Scrape an operator's ``/metrics`` at loopback ``host:port`` (job specops-operator)."""
+        if target in self.settings.operator_targets:
+            return
+        self.settings = replace(
+            self.settings, operator_targets=(*self.settings.operator_targets, target)
+        )
+        self.reload()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the process (SIGTERM, then SIGKILL); keeps storage for a later ``start()``."""
