@@ -26,7 +26,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_FILE = ROOT / "crds" / "serving.specops.dev_speculativedeployments.yaml"
+#: The CRD the tests install; SPECOPS_TEST_CRD_FILE points at another copy (a CRD in review).
+CRD_FILE = Path(
+    os.environ.get("SPECOPS_TEST_CRD_FILE")
+    or ROOT / "crds" / "serving.specops.dev_speculativedeployments.yaml"
+)
 MIRROR = ROOT / "tests" / "fixtures" / "hub"
 EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
 GROUP, VERSION, PLURAL = "serving.specops.dev", "v1alpha1", "speculativedeployments"
@@ -73,12 +77,14 @@ def install_crd(api: client.ApiClient) -> None:
     """Apply the generated CRD (server-side, so re-running is harmless) and wait until served."""
     crd = yaml.safe_load(CRD_FILE.read_text())
     ext = client.ApiextensionsV1Api(api)
-    ext.patch_custom_resource_definition(
-        crd["metadata"]["name"],
-        crd,
-        field_manager="specops-tests",
-        force=True,
-        _content_type="application/apply-patch+yaml",
+    api.call_api(
+        f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd['metadata']['name']}",
+        "PATCH",
+        query_params=[("fieldManager", "specops-tests"), ("force", "true")],
+        header_params={"Content-Type": "application/apply-patch+yaml"},
+        body=crd,
+        auth_settings=["BearerToken"],
+        response_type="object",
     )
 
     def established() -> bool:

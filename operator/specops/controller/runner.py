@@ -60,7 +60,8 @@ def configure_logging(settings: OperatorSettings) -> None:
     if settings.log_level != "DEBUG":
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("kubernetes").setLevel(logging.WARNING)
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
+        for noisy in ("urllib3", "httpx", "httpx2", "huggingface_hub"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class Operator:
