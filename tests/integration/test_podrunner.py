@@ -8,18 +8,22 @@ SD targets in step.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from specops.prom import PrometheusServer
 
@@ -118,7 +122,7 @@ def podrunner(kube_cluster: Any, prometheus_server: PrometheusServer) -> Iterato
             "--hub-mirror",
             str(HUB),
             "--load-time",
-            "1",
+            "3",
             "--interval",
             "0.5",
         ],
@@ -199,11 +203,32 @@ async def stream_through(url: str) -> tuple[int, int]:
     return lines, tokens
 
 
+async def spread(url: str, n: int) -> None:
+    await asyncio.gather(*(stream_through(url) for _ in range(n)))
+
+
+def served(sim_url: str) -> float:
+    with urllib.request.urlopen(sim_url + "/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(
+        s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "vllm:request_success_total"
+    )
+
+
+def door_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url + "/v1/models", timeout=5) as resp:
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_pods_get_simulators_that_follow_scaling_and_replacement(
     kube_cluster: Any, namespace: str, prometheus_server: PrometheusServer, podrunner: Path
 ) -> None:
-    import asyncio
-
     from kubernetes import client
 
     with kube_cluster.api_client() as api:
@@ -239,6 +264,13 @@ def test_pods_get_simulators_that_follow_scaling_and_replacement(
         assert tokens == 24
         assert 1 <= lines <= 25  # speculation may put several tokens in one chunk
 
+        # Least outstanding requests: concurrent streams reach every ready replica.
+        before = {k: served(s["url"]) for k, s in sims.items()}
+        asyncio.run(spread(door["url"], 12))
+        per_replica = {k: served(s["url"]) - before[k] for k, s in sims.items()}
+        assert sum(per_replica.values()) == 12
+        assert min(per_replica.values()) >= 2, per_replica
+
         # Scale to one: two simulators stop, Prometheus drops to one target.
         apps.patch_namespaced_deployment_scale(
             namespace=namespace, name="llama", body={"spec": {"replicas": 1}}
@@ -256,6 +288,18 @@ def test_pods_get_simulators_that_follow_scaling_and_replacement(
 
         # Deleting the pod replaces its simulator (new pod, new process).
         core.delete_namespaced_pod(survivor_key.split("/")[1], namespace, grace_period_seconds=0)
+
+        # The replacement loads its model first (3 s): no ready replica, the door says 503.
+        def new_sim() -> dict[str, Any] | None:
+            sims = read_state(podrunner)["simulators"]
+            return next(
+                (v for k, v in sims.items() if k.startswith(f"{namespace}/") and k != survivor_key),
+                None,
+            )
+
+        loading = wait_for("the replacement simulator to start", new_sim)
+        assert loading["ready"] is False
+        assert door_status(door["url"]) == 503
         replaced = wait_for(
             "a replacement simulator",
             lambda: (s := simulators(podrunner, namespace, 1)) and survivor_key not in s and s,
