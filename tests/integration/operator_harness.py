@@ -26,11 +26,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 ROOT = Path(__file__).resolve().parents[2]
-#: The CRD the tests install; SPECOPS_TEST_CRD_FILE points at another copy (a CRD in review).
-CRD_FILE = Path(
-    os.environ.get("SPECOPS_TEST_CRD_FILE")
-    or ROOT / "crds" / "serving.specops.dev_speculativedeployments.yaml"
-)
+CRD_FILE = ROOT / "crds" / "serving.specops.dev_speculativedeployments.yaml"
 MIRROR = ROOT / "tests" / "fixtures" / "hub"
 EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
 GROUP, VERSION, PLURAL = "serving.specops.dev", "v1alpha1", "speculativedeployments"
