@@ -6,6 +6,7 @@ kube-scheduler processes (see ``specops.devcluster``); kwok only plays the kubel
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -21,7 +22,15 @@ from kubernetes.client.exceptions import ApiException
 
 from specops.devcluster import Cluster, processes
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # These tests check the local launcher itself (its node pools, processes and
+    # CLI); an external cluster has none of that. Stated here, never silent.
+    pytest.mark.skipif(
+        bool(os.environ.get("SPECOPS_TEST_KUBECONFIG")),
+        reason="tests of the local launcher; SPECOPS_TEST_KUBECONFIG selects an external cluster",
+    ),
+]
 
 REPO = Path(__file__).resolve().parents[2]
 GPU = "nvidia.com/gpu"
@@ -391,6 +400,58 @@ def test_released_pool_volumes_return_to_the_pool(api: Any, namespace: str) -> N
         lambda: core.read_persistent_volume(volume_name).status.phase == "Available",
     )
     assert core.read_persistent_volume(volume_name).spec.claim_ref is None
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
+
+
+def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    host = hex_address.split(":")[0]
+    raw = bytes.fromhex(host)
+    # /proc/net/tcp{,6} print each 32-bit word in host (little-endian) order.
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    address = ipaddress.ip_address(words)
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address
+
+
+def test_every_program_listens_and_talks_only_on_loopback(kube_cluster: Cluster) -> None:
+    state = json.loads((Path(kube_cluster.state_dir) / "state.json").read_text())
+    pids = {name: int(pid) for name, pid in state["pids"].items()}
+    assert set(pids) == {
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kwok",
+    }
+    seen = 0
+    for name, pid in pids.items():
+        inodes = _socket_inodes(pid)
+        for table in ("tcp", "tcp6", "udp", "udp6"):
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+            for line in lines:
+                fields = line.split()
+                if fields[9] not in inodes:
+                    continue
+                seen += 1
+                local, remote = _address(fields[1]), _address(fields[2])
+                assert local.is_loopback, f"{name} bound {local} ({table})"
+                assert remote.is_loopback or remote.is_unspecified, (
+                    f"{name} connected to {remote} ({table})"
+                )
+    # Every program holds at least its connection to the apiserver (or etcd's listeners).
+    assert seen >= len(pids)
 
 
 def test_fixture_env_and_tools_reach_the_same_cluster(kube_cluster: Cluster) -> None:
