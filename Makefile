@@ -27,6 +27,7 @@ lint: venv
 	$(VENV)/bin/ruff check operator tests bench hack
 	$(VENV)/bin/ruff format --check operator tests bench hack
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 unit: venv
 	$(VENV)/bin/pytest -m "not integration" tests
@@ -34,6 +35,7 @@ unit: venv
 test: venv system-deps tools
 	$(VENV)/bin/ruff check operator tests bench hack
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest tests
 
 generate: venv
