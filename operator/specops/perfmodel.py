@@ -59,7 +59,8 @@ class Efficiencies:
     ``overhead_ms`` is paid once per step (engine loop, scheduler, kernel
     launches with CUDA graphs), ``per_seq_us`` once per running sequence per
     step (host bookkeeping, sampling), ``spec_overhead_ms`` once per
-    speculative step and ``drafter_step_ms`` once per drafter pass.
+    speculative step, ``spec_per_token_us`` per verified token (``k + 1`` per
+    drafting sequence) and ``drafter_step_ms`` once per drafter pass.
     """
 
     bandwidth: float = 0.76
@@ -331,7 +332,8 @@ def engine_step_seconds(
         attention_pairs=attention_pairs,
     )
     if k > 0 and drafting_seqs > 0 and replica.drafter is not None:
-        seconds += eff.spec_overhead_ms * 1e-3 + tokens * eff.spec_per_token_us * 1e-6
+        verified = drafting_seqs * (k + 1)  # rejection sampling works on decode tokens only
+        seconds += eff.spec_overhead_ms * 1e-3 + verified * eff.spec_per_token_us * 1e-6
         drafter = replica.drafter
         for step in range(k):
             pass_tokens = tokens if step == 0 else drafting_seqs

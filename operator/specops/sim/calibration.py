@@ -41,7 +41,7 @@ RTX3090 = gpus.GpuType(
 """GeForce RTX 3090 (936 GB/s GDDR6X, 71 dense BF16 tensor TFLOP/s with FP32
 accumulate, PCIe Gen4): only C4 uses it, so it lives here, not in the catalogue."""
 
-RTX3090_EFFICIENCIES = replace(perfmodel.DEFAULT, compute=0.6, spec_per_token_us=0.0)
+RTX3090_EFFICIENCIES = replace(perfmodel.DEFAULT, compute=0.6)
 """Fitted on C4: consumer GDDR6X cards reach a lower share of their tensor peak."""
 
 LLAMA_3_1_8B: dict[str, Any] = {
