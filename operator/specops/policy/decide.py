@@ -123,8 +123,8 @@ class Decision:
 
     @property
     def table(self) -> tuple[Band, ...] | None:
-        """``num_speculative_tokens_per_batch_size`` to render, when enabled."""
-        return self.state.table
+        """``num_speculative_tokens_per_batch_size`` to render (only while speculation is on)."""
+        return self.state.table if self.state.speculation.active else None
 
 
 def initial_state(spec: PolicySpec, replicas: int) -> PolicyState:
@@ -242,6 +242,17 @@ def decide(
         b_now = per_k[sp.current_k]
         target = min(target, float(max(b_now, 1)))
 
+    table_mode = spec.per_batch_size_table and spec.table_supported
+    table = state.table
+    if table_mode and (table is None or not sp.active):
+        # while off (or before the first render) the table to come back with is re-derived
+        table = speculation_table(
+            model,
+            believed_profile(sp, spec.prior, now, spec.speculation.prior_half_life_s),
+            context,
+            spec.speculation.max_k,
+            spec.max_batch,
+        )
     spec_out = evaluate_speculation(
         mode=spec.mode,
         has_speculator=spec.has_speculator,
@@ -256,6 +267,7 @@ def decide(
         now=now,
         preferred_k=preferred_k,
         preferred_reason=preferred_reason,
+        table=table if table_mode else None,
     )
     rep_out = evaluate_replicas(
         state=state.replicas,
@@ -269,13 +281,14 @@ def decide(
         settings=spec.replicas,
         now=now,
     )
-    table = state.table
-    if spec.per_batch_size_table and spec.table_supported and spec_out.state.active:
-        if table is None or spec_out.changed:
-            table = speculation_table(
-                model, spec_out.belief, context, spec.speculation.max_k, spec.max_batch
-            )
-    elif not spec_out.state.active:
+    if table_mode and spec_out.changed and spec_out.state.active:
+        # a restart is happening anyway: render the table from the freshest model
+        table = speculation_table(
+            model, spec_out.belief, context, spec.speculation.max_k, spec.max_batch
+        )
+        top = max(k for _, _, k in table)
+        spec_out = replace(spec_out, state=replace(spec_out.state, k=max(top, 1)))
+    if not table_mode:
         table = None
     fitted = "prior efficiencies" if model.points == 0 else f"fit on {model.points} windows"
     cond = Condition(

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from specops.policy.acceptance import AcceptanceProfile, decay_weight
 from specops.policy.costmodel import FittedCostModel, Prediction
 from specops.policy.observations import Acceptance
+from specops.policy.table import Band, k_for_batch
 
 Mode = Literal["Auto", "Always", "Never"]
 
@@ -135,12 +136,17 @@ def evaluate(
     now: float,
     preferred_k: int | None = None,
     preferred_reason: tuple[str, str] | None = None,
+    table: tuple[Band, ...] | None = None,
 ) -> SpeculationOutcome:
     """Decide speculation for one evaluation period.
 
     ``preferred_k`` lets the replica planner override the throughput ranking
     when an ITL objective makes one setting need fewer replicas; it goes
     through the same dwell and interval gates.
+
+    With a dynamic ``table`` vLLM already picks K per concurrency band, so
+    "on" means the table's K at the observed batch; the pod-level question is
+    only whether to run the drafter at all.
     """
     # Learn from what was measured (only a window with drafts says anything).
     if acceptance is not None and acceptance.drafts_per_s > 0 and state.active:
@@ -155,6 +161,9 @@ def evaluate(
     assert belief is not None
     preds = candidates(model, belief, batch, context, settings.max_k)
     current_k = state.current_k
+    if table is not None:
+        table_k = k_for_batch(table, batch)
+        current_k = table_k if state.active else 0
 
     def move(active: bool, k: int, reason: str, message: str) -> SpeculationOutcome:
         if active == state.active and (not active or k == state.k):
@@ -208,7 +217,12 @@ def evaluate(
         state = replace(state, below_floor_since=None)
 
     by_k = {p.k: p for p in preds}
-    target = preferred_k if preferred_k is not None else best_k(preds)
+    if table is not None:
+        # The table already holds the best K for this band (0 where drafting does not pay),
+        # so "on" means the table's K and "off" never beats it on step time.
+        target = table_k if preferred_k is None or preferred_k > 0 else 0
+    else:
+        target = preferred_k if preferred_k is not None else best_k(preds)
     if (
         target > 0
         and min_acceptance_rate is not None
@@ -228,7 +242,9 @@ def evaluate(
             return hold(state.reason, state.message, None)
         return hold("Optimal", f"Current setting is the best predicted {describe}.", None)
     # An ITL objective that saves replicas is its own justification (cost, not tok/s).
-    objective = preferred_reason if preferred_k is not None and target == preferred_k else None
+    objective = (
+        preferred_reason if preferred_k is not None and (target > 0) == (preferred_k > 0) else None
+    )
     clears = objective is not None or gain > settings.required_gain
     if not clears:
         return hold(
@@ -254,6 +270,8 @@ def evaluate(
     else:
         reason = "SpeculativeTokensTuned"
     message = f"Switching {describe}." + (f" {objective[1]}" if objective else "")
+    if table is not None and target > 0:
+        target = max(k for _, _, k in table)  # the speculative config's k covers the table
     return move(target > 0, target if target > 0 else state.k, reason, message)
 
 
