@@ -35,12 +35,26 @@ def _mix(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def uniform(seed: int, *counters: int) -> float:
-    """A uniform number in [0, 1) that depends only on ``seed`` and ``counters``."""
+def key(seed: int, *counters: int) -> int:
+    """The 64-bit state after mixing ``seed`` and ``counters``: a reusable stream prefix."""
     z = _mix((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) & _MASK)
     for counter in counters:
         z = _mix((z + counter * 0x9E3779B97F4A7C15 + 1) & _MASK)
+    return z
+
+
+def uniform_at(prefix: int, counter: int) -> float:
+    """``uniform(seed, *counters, counter)`` given ``prefix = key(seed, *counters)``.
+
+    The engine keeps one prefix per request so each decode step costs one mix.
+    """
+    z = _mix((prefix + counter * 0x9E3779B97F4A7C15 + 1) & _MASK)
     return (z >> 11) / _TWO_POW_53
+
+
+def uniform(seed: int, *counters: int) -> float:
+    """A uniform number in [0, 1) that depends only on ``seed`` and ``counters``."""
+    return (key(seed, *counters) >> 11) / _TWO_POW_53
 
 
 def exponential(mean: float, seed: int, *counters: int) -> float:

@@ -37,7 +37,14 @@ from dataclasses import dataclass, field
 
 from specops import perfmodel
 from specops.modelarch import ModelArch
-from specops.sim.acceptance import AcceptanceProfile, draw_accepted, exponential, uniform
+from specops.sim.acceptance import (
+    AcceptanceProfile,
+    draw_accepted,
+    exponential,
+    uniform,
+    uniform_at,
+)
+from specops.sim.acceptance import key as rng_key
 
 BLOCK_SIZE = 16
 """vLLM's default KV-cache block size in tokens."""
@@ -154,6 +161,7 @@ class Request:
     """One request's state inside the engine (plain slots: the hot loop touches these)."""
 
     __slots__ = (
+        "accept_key",
         "arrival",
         "blocks",
         "computed",
@@ -198,17 +206,22 @@ class Request:
         self.last_token_at = arrival
         self.finished_at: float | None = None
         self.finish_reason: str | None = None
+        self.accept_key = 0
 
 
-@dataclass(frozen=True)
 class TokenEvent:
     """Tokens one request produced in a step (``first`` marks its first token)."""
 
-    request: Request
-    tokens: int
-    first: bool
-    finished: bool
-    previous_token_at: float
+    __slots__ = ("finished", "first", "previous_token_at", "request", "tokens")
+
+    def __init__(
+        self, request: Request, tokens: int, first: bool, finished: bool, previous_token_at: float
+    ) -> None:
+        self.request = request
+        self.tokens = tokens
+        self.first = first
+        self.finished = finished
+        self.previous_token_at = previous_token_at
 
 
 @dataclass
@@ -279,6 +292,7 @@ class Engine:
             natural_stop=natural_stop,
             key=key,
         )
+        request.accept_key = rng_key(self.config.seed, PURPOSE_ACCEPT, request.number)
         self._next_number += 1
         self.waiting.append(request)
         return request
@@ -415,14 +429,13 @@ class Engine:
         result.admitted = admitted
         per_position = [0] * step_k
         survival = self._survival_for(step_k)
-        seed = self.config.seed
         for request, new, decoding in scheduled:
             emitted = 0
             if decoding:
                 drafted = new - 1
                 accepted = 0
                 if drafted > 0 and survival is not None:
-                    u = uniform(seed, PURPOSE_ACCEPT, request.number, request.decode_steps)
+                    u = uniform_at(request.accept_key, request.decode_steps)
                     accepted = min(draw_accepted(survival, u), drafted)
                     result.drafts += 1
                     result.draft_tokens += drafted
