@@ -205,9 +205,17 @@ def test_stale_state_of_a_dead_owner_is_removed(
         (directory / "state.json").write_text(
             json.dumps({"name": directory.name, "owner_pid": owner, "pids": {}, "bin_dir": "/x"})
         )
+    orphan_lock = tmp_path / "specops-cluster-pytest-3.lock"
+    orphan_lock.touch()
+    live_lock = tmp_path / "specops-cluster-pytest-2.lock"
+    live_lock.touch()
     assert cluster.clean_stale("pytest-") == ["pytest-1"]
     assert not stale.exists()
     assert alive.exists()
+    # Lock files of clusters without state go; a live cluster's lock stays.
+    assert not orphan_lock.exists()
+    assert not (tmp_path / "specops-cluster-pytest-1.lock").exists()
+    assert live_lock.exists()
 
 
 def test_find_reports_nothing_for_a_cluster_that_never_started(

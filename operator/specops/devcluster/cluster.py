@@ -207,7 +207,26 @@ def clean_stale(prefix: str = "") -> list[str]:
             _stop_recorded(data)
             shutil.rmtree(directory, ignore_errors=True)
         removed.append(name)
+    _remove_idle_locks(prefix)
     return removed
+
+
+def _remove_idle_locks(prefix: str) -> None:
+    """Delete lock files of clusters that have no state and that nobody holds.
+
+    Test sessions use a fresh name each time, so without this every session would
+    leave an empty lock file behind in the temp directory.
+    """
+    root = state_root()
+    for lock_path in root.glob(f"specops-cluster-{prefix}*.lock"):
+        if (root / lock_path.name.removesuffix(".lock")).exists():
+            continue
+        try:
+            with open(lock_path, "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                lock_path.unlink(missing_ok=True)
+        except OSError:
+            continue  # held by a running up/down: leave it
 
 
 # --- readiness -------------------------------------------------------------------
