@@ -58,7 +58,11 @@ class FrontDoor:
         """Bind a kernel-chosen loopback port (no race with other processes)."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # A closing door (Service deleted, runner stopping) gives streams 2 s, not
+        # aiohttp's default 60 s, so it never stalls the reconcile loop.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
