@@ -143,3 +143,11 @@ def test_vllm_default_limits_depend_on_the_card() -> None:
     assert eng.vllm_default_limits(79.2, "H100-80GB") == (8192, 1024)
     assert eng.vllm_default_limits(79.2, "A100-80GB") == (2048, 256)
     assert eng.vllm_default_limits(22.0, "L4-24GB") == (2048, 256)
+
+
+def test_explicit_prompt_lengths_cycle_over_requests() -> None:
+    workload = eng.Workload(5, output_tokens=4, concurrency=2, prompt_lengths=(10, 300))
+    result = eng.simulate(config(), workload)
+    assert [r.prompt_tokens for r in result.records] == [10, 300, 10, 300, 10]
+    with pytest.raises(ValueError, match="prompt lengths"):
+        eng.Workload(1, concurrency=1, prompt_lengths=(0,))

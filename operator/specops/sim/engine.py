@@ -506,7 +506,9 @@ class Workload:
     Exactly one of ``concurrency`` (closed loop: a new request as soon as one
     finishes) and ``rate`` (open loop: Poisson arrivals, requests/s) is set.
     Lengths are fixed, or drawn uniformly from an inclusive ``(lo, hi)``
-    range with the counter-based RNG.
+    range with the counter-based RNG; ``prompt_lengths`` (e.g. the token
+    counts of a prompt file) overrides ``prompt_tokens``, request ``i``
+    taking entry ``i`` modulo its length.
     """
 
     num_requests: int
@@ -515,6 +517,7 @@ class Workload:
     concurrency: int | None = None
     rate: float | None = None
     seed: int = 0
+    prompt_lengths: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.num_requests < 1:
@@ -525,6 +528,8 @@ class Workload:
             raise ValueError("concurrency must be >= 1")
         if self.rate is not None and not self.rate > 0:
             raise ValueError("rate must be positive")
+        if any(n < 1 for n in self.prompt_lengths):
+            raise ValueError("prompt lengths must be >= 1")
 
     def length(self, spec: int | tuple[int, int], purpose: int, index: int) -> int:
         if isinstance(spec, int):
@@ -618,8 +623,11 @@ def simulate(
 
     def issue(at: float) -> None:
         nonlocal issued
+        lengths = workload.prompt_lengths
         engine.add_request(
-            workload.length(workload.prompt_tokens, PURPOSE_PROMPT, issued),
+            lengths[issued % len(lengths)]
+            if lengths
+            else workload.length(workload.prompt_tokens, PURPOSE_PROMPT, issued),
             workload.length(workload.output_tokens, PURPOSE_OUTPUT, issued),
             arrival=at,
         )
@@ -659,7 +667,10 @@ def simulate(
         for event in result.events:
             if event.finished:
                 finished.append(event.request)
-                if workload.concurrency is not None and issued < workload.num_requests:
+                if (
+                    workload.concurrency is not None
+                    and issued + len(arrivals) < workload.num_requests
+                ):
                     arrivals.append(now)
         if observer is not None:
             observer(result)
