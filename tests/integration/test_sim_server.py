@@ -305,3 +305,25 @@ def test_models_that_do_not_fit_are_refused_at_start() -> None:
     )
     assert result.returncode == 2
     assert "raise TP" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_two_replicas_with_one_seed_answer_identically() -> None:
+    def session() -> tuple[list[tuple[str, int]], float]:
+        proc, base = serve("--time-scale", "50", "--load-time", "0")
+        try:
+            wait_healthy(proc, base)
+            client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+            answers = []
+            for prompt in ("one two three", "four five", "six"):
+                result = client.completions.create(model="llama", prompt=prompt, max_tokens=200)
+                assert result.usage is not None
+                answers.append((result.choices[0].text, result.usage.completion_tokens))
+            accepted = total(metric_values(base), "vllm:spec_decode_num_accepted_tokens_total")
+            return answers, accepted
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+
+    first, second = session(), session()
+    assert first == second
+    assert first[1] > 0
