@@ -31,6 +31,7 @@ from specops.policy.speculation import (
     believed_profile,
     best_k,
     candidates,
+    learn,
 )
 from specops.policy.speculation import evaluate as evaluate_speculation
 from specops.policy.table import Band, speculation_table
@@ -214,7 +215,7 @@ def decide(
     preferred_k: int | None = None
     preferred_reason: tuple[str, str] | None = None
     target = float(spec.target_concurrency_per_replica or spec.max_batch)
-    sp = state.speculation
+    sp = learn(state.speculation, latest.acceptance, now)
     if spec.target_itl_ms is not None:
         tpot = spec.target_itl_ms / 1000.0
         belief = (
@@ -290,6 +291,22 @@ def decide(
         spec_out = replace(spec_out, state=replace(spec_out.state, k=max(top, 1)))
     if not table_mode:
         table = None
+    spec_changed = spec_out.changed
+    if table_mode and spec_out.state.active and state.speculation.active and table != state.table:
+        # A first render (or a re-render while on) restarts the pods like any switch: it is
+        # reported as a change and starts the minimum interval.
+        top = max(k for _, _, k in table or ((0, 0, 1),))
+        spec_out = replace(
+            spec_out,
+            state=replace(
+                spec_out.state,
+                k=max(top, 1),
+                last_switch_at=now,
+                reason="SpeculationTableRendered",
+                message=f"Rendered num_speculative_tokens_per_batch_size {list(table or ())}.",
+            ),
+        )
+        spec_changed = True
     fitted = "prior efficiencies" if model.points == 0 else f"fit on {model.points} windows"
     cond = Condition(
         METRICS_AVAILABLE,
@@ -306,7 +323,7 @@ def decide(
     )
     return Decision(
         state=new_state,
-        speculation_changed=spec_out.changed,
+        speculation_changed=spec_changed,
         replicas_changed=rep_out.changed,
         conditions=(cond,),
         predictions=spec_out.predictions,

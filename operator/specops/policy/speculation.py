@@ -35,6 +35,7 @@ SWITCH_REASONS = frozenset(
         "SpeculativeTokensTuned",
         "AcceptanceBelowFloor",
         "ITLObjectiveFewerReplicas",
+        "SpeculationTableRendered",
     }
 )
 """Reasons that explain a setting; a later "nothing better" keeps them in status."""
@@ -106,6 +107,15 @@ def believed_profile(
     return state.profile.decayed_toward(prior, decay_weight(now - state.profile_at, half_life_s))
 
 
+def learn(state: SpeculationState, acceptance: Acceptance | None, now: float) -> SpeculationState:
+    """Fold a window's measured acceptance into the state (only windows with drafts count)."""
+    if acceptance is not None and acceptance.drafts_per_s > 0 and state.active:
+        measured = AcceptanceProfile.from_observed(acceptance)
+        if measured is not None:
+            return replace(state, profile=measured, profile_at=now)
+    return state
+
+
 def candidates(
     model: FittedCostModel[Any],
     profile: AcceptanceProfile,
@@ -148,11 +158,7 @@ def evaluate(
     "on" means the table's K at the observed batch; the pod-level question is
     only whether to run the drafter at all.
     """
-    # Learn from what was measured (only a window with drafts says anything).
-    if acceptance is not None and acceptance.drafts_per_s > 0 and state.active:
-        measured = AcceptanceProfile.from_observed(acceptance)
-        if measured is not None:
-            state = replace(state, profile=measured, profile_at=now)
+    state = learn(state, acceptance, now)
     belief = (
         state.profile
         if state.active and state.profile is not None
