@@ -40,6 +40,9 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     """kopf tuned for this operator: our own Events only, our own annotation prefix."""
     ks = kopf.OperatorSettings()
     ks.posting.enabled = False  # Events come from specops.kube.events, deduplicated
+    # No runtime scanning of namespaces/CRDs: the CRD is installed before the operator
+    # and namespaces are exact names, so RBAC needs no cluster-wide list/watch on them.
+    ks.scanning.disabled = True
     ks.persistence.finalizer = f"{PREFIX}/finalizer"
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
