@@ -261,6 +261,32 @@ def test_control_endpoint_changes_acceptance_and_speed(replica: str, client: ope
     post(replica + "/control", {"acceptance_profile": "chat", "slowdown": 1.0})
 
 
+def test_a_request_can_name_its_tasks_acceptance_profile(
+    replica: str, client: openai.OpenAI
+) -> None:
+    post(replica + "/control", {"alpha": 0.0})
+    try:
+        before = total(metric_values(replica), "vllm:spec_decode_num_accepted_tokens_total")
+        client.completions.create(
+            model="llama", prompt="x", max_tokens=30, extra_body={"ignore_eos": True}
+        )
+        middle = total(metric_values(replica), "vllm:spec_decode_num_accepted_tokens_total")
+        client.completions.create(
+            model="llama",
+            prompt="x",
+            max_tokens=30,
+            extra_body={"ignore_eos": True, "acceptance_profile": "math"},
+        )
+        after = total(metric_values(replica), "vllm:spec_decode_num_accepted_tokens_total")
+        assert middle == before and after > middle
+        with pytest.raises(openai.BadRequestError, match="unknown acceptance profile"):
+            client.completions.create(
+                model="llama", prompt="x", max_tokens=3, extra_body={"acceptance_profile": "poem"}
+            )
+    finally:
+        post(replica + "/control", {"acceptance_profile": "chat"})
+
+
 def test_unknown_flags_are_a_one_line_error() -> None:
     result = subprocess.run(
         [

@@ -151,3 +151,17 @@ def test_explicit_prompt_lengths_cycle_over_requests() -> None:
     assert [r.prompt_tokens for r in result.records] == [10, 300, 10, 300, 10]
     with pytest.raises(ValueError, match="prompt lengths"):
         eng.Workload(1, concurrency=1, prompt_lengths=(0,))
+
+
+def test_a_request_can_bring_its_own_acceptance_profile() -> None:
+    engine = eng.Engine(config(num_speculative_tokens=3, acceptance=acc.flat(0.0)))
+    always = engine.add_request(10, 40, profile=acc.flat(1.0))
+    never = engine.add_request(10, 40)
+    accepted = 0
+    while engine.has_work():
+        step = engine.step(0.0)
+        assert step is not None
+        accepted += step.accepted_tokens
+    assert always.decode_steps < never.decode_steps
+    assert never.decode_steps == 39  # one token per step after the prefill token
+    assert accepted == 3 * always.decode_steps  # every draft of the flat-1.0 request

@@ -177,6 +177,7 @@ class Request:
         "number",
         "output",
         "preemptions",
+        "profile",
         "prompt",
     )
 
@@ -196,6 +197,7 @@ class Request:
         self.prompt = prompt
         self.max_tokens = max_tokens
         self.natural_stop = natural_stop
+        self.profile: AcceptanceProfile | None = None
         self.computed = 0
         self.output = 0
         self.blocks = 0
@@ -258,6 +260,7 @@ class Engine:
         self.clock = 0.0
         self._next_number = 0
         self._survival: dict[int, tuple[float, ...]] = {}
+        self._profile_survival: dict[tuple[AcceptanceProfile, int], tuple[float, ...]] = {}
 
     # ---- requests -------------------------------------------------------
     def add_request(
@@ -268,8 +271,12 @@ class Engine:
         arrival: float | None = None,
         natural_stop: bool = False,
         key: object = None,
+        profile: AcceptanceProfile | None = None,
     ) -> Request:
         """Queue a request; ``natural_stop`` reports ``stop`` instead of ``length`` at the end.
+
+        ``profile`` overrides the engine's acceptance profile for this request
+        (traffic that mixes tasks: code accepts more drafts than chat).
 
         Raises ``ValueError`` for a request vLLM would reject (too long for
         ``max_model_len``).
@@ -292,6 +299,7 @@ class Engine:
             natural_stop=natural_stop,
             key=key,
         )
+        request.profile = profile
         request.accept_key = rng_key(self.config.seed, PURPOSE_ACCEPT, request.number)
         self._next_number += 1
         self.waiting.append(request)
@@ -435,8 +443,11 @@ class Engine:
                 drafted = new - 1
                 accepted = 0
                 if drafted > 0 and survival is not None:
+                    own = survival
+                    if request.profile is not None:
+                        own = self._survival_of(request.profile, step_k)
                     u = uniform_at(request.accept_key, request.decode_steps)
-                    accepted = min(draw_accepted(survival, u), drafted)
+                    accepted = min(draw_accepted(own, u), drafted)
                     result.drafts += 1
                     result.draft_tokens += drafted
                     result.accepted_tokens += accepted
@@ -476,6 +487,13 @@ class Engine:
         if cached is None:
             cached = self.acceptance.survival(k)
             self._survival[k] = cached
+        return cached
+
+    def _survival_of(self, profile: AcceptanceProfile, k: int) -> tuple[float, ...]:
+        cached = self._profile_survival.get((profile, k))
+        if cached is None:
+            cached = profile.survival(k)
+            self._profile_survival[(profile, k)] = cached
         return cached
 
     def _finish(self, request: Request, at: float) -> None:

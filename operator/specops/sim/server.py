@@ -17,7 +17,9 @@ Tokens are synthetic: one prompt token per whitespace-separated word (chat
 adds 3 per message for the template), and generated text is made of plain
 words, one per token. Without ``ignore_eos`` a request "stops" after a
 length drawn from the seeded RNG (uniform, mean ``--mean-output-tokens``),
-at least ``min_tokens`` and at most ``max_tokens``.
+at least ``min_tokens`` and at most ``max_tokens``. A request may name its
+task's acceptance profile (``"acceptance_profile": "code"``, an extension
+field) to mix tasks in one run.
 """
 
 from __future__ import annotations
@@ -403,8 +405,19 @@ class SimServer:
                 f"messages, {max_tokens} in the completion). Please reduce the length of the "
                 "messages or completion.",
             )
+        task = body.get("acceptance_profile")
+        profile = None
+        if task is not None:
+            try:
+                profile = acceptance.profile(str(task))
+            except ValueError as exc:
+                raise ApiError(400, str(exc)) from None
         engine_request = self.engine.add_request(
-            prompt_tokens, length, arrival=self.virtual_now(), natural_stop=natural
+            prompt_tokens,
+            length,
+            arrival=self.virtual_now(),
+            natural_stop=natural,
+            profile=profile,
         )
         pending = _Pending(engine_request)
         self._pending[engine_request.number] = pending
