@@ -353,3 +353,43 @@ def test_two_replicas_with_one_seed_answer_identically() -> None:
     first, second = session(), session()
     assert first == second
     assert first[1] > 0
+
+
+def test_an_engine_fault_answers_500_instead_of_hanging() -> None:
+    import asyncio
+
+    import aiohttp
+
+    from specops.sim.args import build_replica, parse_serve_args
+    from specops.sim.server import SimServer
+
+    replica = build_replica(
+        parse_serve_args(
+            ["meta-llama/Llama-3.1-8B-Instruct", "--hub-mirror", str(HUB), "--load-time", "0"]
+        )
+    )
+
+    async def scenario() -> tuple[int, int, str]:
+        server = SimServer(replica)
+
+        def broken(now: float) -> None:
+            raise RuntimeError("injected fault")
+
+        server.engine.step = broken  # type: ignore[method-assign,assignment]
+        port = await server.start(0)
+        try:
+            async with aiohttp.ClientSession() as session:
+                url = f"http://127.0.0.1:{port}"
+                body = {"prompt": "hi", "max_tokens": 5}
+                async with session.post(url + "/v1/completions", json=body) as response:
+                    status = response.status
+                    message = (await response.json())["error"]["message"]
+                async with session.get(url + "/health") as response:
+                    health = response.status
+            return status, health, message
+        finally:
+            await server.stop()
+
+    status, health, message = asyncio.run(asyncio.wait_for(scenario(), timeout=20))
+    assert status == 500 and health == 500
+    assert "injected fault" in message

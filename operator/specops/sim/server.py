@@ -107,6 +107,7 @@ class SimServer:
         self._runner: web.AppRunner | None = None
         self._created = int(time.time())
         self._requests_seen = 0
+        self.failure: str | None = None
         self.app = self._build_app()
 
     # ---- time ---------------------------------------------------------------
@@ -165,6 +166,17 @@ class SimServer:
         adds to the latencies the replica reports. Only an idle engine jumps
         its clock to "now".
         """
+        try:
+            await self._drive_steps()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the model must not leave clients hanging
+            log.exception("simulated engine failed")
+            self.failure = f"simulated engine failed: {exc!r}"
+            for pending in self._pending.values():
+                pending.queue.put_nowait((-1, True))
+
+    async def _drive_steps(self) -> None:
         chained = False
         while True:
             if not self.engine.has_work():
@@ -225,6 +237,8 @@ class SimServer:
         return body
 
     def _check_ready_and_model(self, body: dict[str, Any]) -> None:
+        if self.failure is not None:
+            raise ApiError(500, self.failure, "InternalServerError")
         if not self.ready():
             raise ApiError(503, "the model is still loading", "ServiceUnavailableError")
         model = body.get("model")
@@ -258,6 +272,8 @@ class SimServer:
 
     # ---- endpoints ------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
+        if self.failure is not None:
+            return web.Response(status=500, text=self.failure)
         if not self.ready():
             return web.Response(status=503, text="loading")
         return web.Response(status=200)
@@ -442,6 +458,12 @@ class SimServer:
                 self.engine.abort(engine_request)
                 self.metrics.observe_finished(engine_request)
 
+    async def _next(self, pending: _Pending) -> tuple[int, bool]:
+        tokens, finished = await pending.queue.get()
+        if tokens < 0:
+            raise ApiError(500, self.failure or "simulated engine failed", "InternalServerError")
+        return tokens, finished
+
     def _finish_reason(self, pending: _Pending) -> str:
         return pending.request.finish_reason or "length"
 
@@ -464,7 +486,7 @@ class SimServer:
     ) -> web.Response:
         words: list[str] = []
         while True:
-            tokens, finished = await pending.queue.get()
+            tokens, finished = await self._next(pending)
             words.extend(self._word(number, pending.produced + i) for i in range(tokens))
             pending.produced += tokens
             if finished:
@@ -527,7 +549,7 @@ class SimServer:
                 [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]
             )
         while True:
-            tokens, finished = await pending.queue.get()
+            tokens, finished = await self._next(pending)
             start = pending.produced
             pending.produced += tokens
             text = "".join(
