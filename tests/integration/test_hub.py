@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from hubserver import FIXTURES, HubServer
 from specops.hub import (
     ConfigNotFound,
     GatedModel,
@@ -27,9 +28,6 @@ from specops.hub import (
     Resolver,
     RevisionNotFound,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ is not a package
-from hubserver import FIXTURES, HubServer
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,6 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ is not a package
 from hubserver import HubServer, git_blob_sha
 from specops.api.v1alpha1 import (
     PlanStatus,
