@@ -24,12 +24,15 @@ class PromSettings:
 
     ``scrape_interval_s`` is short by default because tests wait on scrapes;
     ``operator_targets`` are ``host:port`` strings of SpecOps operators.
+    Prometheus sees file SD changes at once through inotify; the refresh
+    interval is only a fallback, and long because every refresh logs an error
+    for the pod runner's ``frontdoors.json`` (not an SD file) in that directory.
     """
 
     targets_dir: Path
     scrape_interval_s: float = 2.0
     operator_targets: tuple[str, ...] = ()
-    file_sd_refresh_s: float = 1.0
+    file_sd_refresh_s: float = 30.0
     extra_labels: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
