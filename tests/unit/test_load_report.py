@@ -71,12 +71,16 @@ def test_sweep_runs_ends_then_points_between_their_rates() -> None:
     assert len(results) == 5
 
 
-def test_sweep_against_a_dead_endpoint_explains_why() -> None:
-    def run(profile: Profile, index: int) -> list[RequestRecord]:
-        return [RequestRecord(start=0.0, error="ClientConnectorError: refused")]
+def test_sweep_against_a_dead_endpoint_stops_after_the_first_profile() -> None:
+    ran: list[str] = []
 
-    with pytest.raises(SweepError, match="refused"):
+    def run(profile: Profile, index: int) -> list[RequestRecord]:
+        ran.append(profile.name)
+        return [RequestRecord(start=0.0, error="ClientConnectorError: refused")] * 2
+
+    with pytest.raises(SweepError, match=r"cannot sweep: ClientConnectorError: refused$"):
         sweep(run, throughput_concurrency=4)
+    assert ran == ["synchronous"]
 
 
 def test_progress_prints_one_line_per_profile_when_piped(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ same plan drives a live endpoint and the virtual-time simulator.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 from specops.load.progress import Progress
@@ -20,10 +21,14 @@ class SweepError(RuntimeError):
     """An end of the sweep completed no request, so there is nothing to sweep between."""
 
 
+def _ms(value: float, digits: int) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f} ms"
+
+
 def _headline(s: Summary) -> str:
     return (
         f"{s.request_rate:.2f} req/s, {s.output_tokens_per_s:.0f} tok/s, "
-        f"TTFT p50 {s.ttft_ms.p50:.0f} ms, TPOT p50 {s.tpot_ms.p50:.1f} ms, "
+        f"TTFT p50 {_ms(s.ttft_ms.p50, 0)}, TPOT p50 {_ms(s.tpot_ms.p50, 1)}, "
         f"{s.completed} ok, {s.errored} failed"
     )
 
@@ -44,6 +49,12 @@ def run_profiles(
     return out
 
 
+def _check(end: Summary) -> None:
+    """Stop early when an end of the sweep completed nothing: the endpoint is not serving."""
+    if end.completed == 0:
+        raise SweepError(f"cannot sweep: {'; '.join(end.errors) or 'no request completed'}")
+
+
 def sweep(
     run: RunFn,
     *,
@@ -52,10 +63,10 @@ def sweep(
     progress: Progress | None = None,
 ) -> list[tuple[Profile, Summary]]:
     """Measure both ends, then ``points`` constant rates evenly spaced between them."""
-    ends = run_profiles(run, [synchronous(), throughput(throughput_concurrency)], progress)
+    ends = run_profiles(run, [synchronous()], progress)
+    _check(ends[0][1])
+    ends += run_profiles(run, [throughput(throughput_concurrency)], progress, first_index=2)
+    _check(ends[1][1])
     (_, sync), (_, thr) = ends
-    if sync.completed == 0 or thr.completed == 0:
-        errors = "; ".join(sync.errors + thr.errors) or "no request completed"
-        raise SweepError(f"cannot sweep: {errors}")
     rates = sweep_rates(sync.request_rate, thr.request_rate, points)
     return ends + run_profiles(run, rate_profiles(rates), progress, first_index=3)
