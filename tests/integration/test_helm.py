@@ -225,8 +225,8 @@ def test_install_upgrade_uninstall_in_a_restricted_namespace(
     assert env["SPECOPS_NAMESPACES"] == namespace
     rbac = client.RbacAuthorizationV1Api(api)
     cluster_roles = {r.metadata.name for r in rbac.list_cluster_role().items}
-    assert f"{release}-specops" not in cluster_roles  # cluster-wide rules are gone
-    assert f"{release}-specops-discovery" in cluster_roles
+    # Cluster-wide rules are gone; at most a read-only discovery role remains.
+    assert {n for n in cluster_roles if n.startswith(release)} <= {f"{release}-specops-discovery"}
     rbac.read_namespaced_role(f"{release}-specops", namespace)
 
     # A user's resource, to prove uninstall keeps the CRD and with it the resources.
@@ -439,14 +439,6 @@ def token_kubeconfig(
     return path
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "config/rbac/role.yaml lacks namespaces list/watch, which kopf uses when told which "
-        "namespaces to watch (GET /api/v1/namespaces -> 403, then it falls back); fix in the "
-        "operator (kopf settings.scanning.disabled) or the rules, then drop this mark"
-    ),
-)
 def test_operator_reconciles_with_the_charts_service_account_token(
     kube_cluster: Cluster, api: client.ApiClient, namespace: str, tmp_path: Path
 ) -> None:
@@ -503,7 +495,16 @@ def test_kubectl_apply_install_yaml_gives_the_charts_objects(
     path = ROOT / "manifests" / "install.yaml"
     docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
     namespace = docs[0]["metadata"]["name"]
-    run(kube_cluster, "kubectl", "apply", "--server-side", "-f", str(path))
+    apply = ["kubectl", "apply", "--server-side", "-f", str(path)]
+    try:
+        client.ApiextensionsV1Api(api).read_custom_resource_definition(CRD_NAME)
+        # An earlier Helm release of this session set the CRD's managed-by label; taking it
+        # over is what install.md tells users switching from Helm to do.
+        apply.append("--force-conflicts")
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+    run(kube_cluster, *apply)
     try:
         for obj in docs:
             got = live(kube_cluster, obj, namespace)

@@ -217,8 +217,8 @@ def test_null_settings_keep_operator_defaults_or_come_from_the_pod(
         name = "SPECOPS_" + "".join(f"_{c}" if c.isupper() else c.upper() for c in key)
         if key in ("identity", "leaseNamespace"):
             assert "fieldRef" in env[name]["valueFrom"]
-        elif value is None:
-            assert name not in env, f"{name} set although settings.{key} is null"
+        elif value is None or value == []:
+            assert name not in env, f"{name} set although settings.{key} is {value}"
         else:
             assert name in env
     assert env["SPECOPS_IDENTITY"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
@@ -230,7 +230,7 @@ def test_namespace_scope_watches_the_release_namespace_by_default(
     objects = render(helm, tmp_path, {"rbac": {"scope": "namespace"}}, namespace="team-a")
     assert operator_env(objects)["SPECOPS_NAMESPACES"]["value"] == "team-a"
     cluster = render(helm, tmp_path, {"rbac": {"scope": "cluster"}}, namespace="team-a")
-    assert operator_env(cluster)["SPECOPS_NAMESPACES"]["value"] == ""
+    assert "SPECOPS_NAMESPACES" not in operator_env(cluster)  # unset: every namespace
 
 
 # --------------------------------------------------------------------------- schema
@@ -340,14 +340,15 @@ def test_namespace_scope_grants_the_rules_per_namespace(helm: Path, tmp_path: Pa
         ("b", "specops"),
         ("specops-system", "specops-leader-election"),
     }
-    (cluster_role,) = by_kind(objects, "ClusterRole")
-    # Cluster-wide only what cannot be namespaced: reading CRDs.
+    # Cluster-wide at most reading cluster-scoped kinds (none with today's rules).
+    cluster_rules = [rule for role in by_kind(objects, "ClusterRole") for rule in role["rules"]]
     assert all(
-        r["apiGroups"] == ["apiextensions.k8s.io"] and set(r["verbs"]) <= {"get", "list", "watch"}
-        for r in cluster_role["rules"]
+        r["apiGroups"] in (["apiextensions.k8s.io"], [""])
+        and set(r["verbs"]) <= {"get", "list", "watch"}
+        for r in cluster_rules
     )
     for ns in ("a", "b"):
-        granted = roles[(ns, "specops")]["rules"] + cluster_role["rules"]
+        granted = roles[(ns, "specops")]["rules"] + cluster_rules
         granted += roles[("specops-system", "specops-leader-election")]["rules"]
         assert norm(granted) == norm(operator_rules())
     bindings = {

@@ -72,7 +72,8 @@ scope the release namespace when none are given (empty in cluster scope = all).
 {{/*
 SPECOPS_* environment variables, one per settings key (fooBar -> SPECOPS_FOO_BAR).
 Strings go as they are, lists comma-separated (the operator splits them), numbers
-and booleans as JSON. null keys are left out so the operator's default applies,
+and booleans as JSON. null keys and empty lists are left out so the operator's
+default applies,
 except identity and leaseNamespace, which come from the pod's name and namespace.
 */}}
 {{- define "specops.settingsEnv" -}}
@@ -94,8 +95,10 @@ except identity and leaseNamespace, which come from the pod's name and namespace
     fieldRef:
       fieldPath: {{ get $fromPod $key }}
 {{- else if kindIs "slice" $value }}
+{{- if $value }}
 - name: {{ $name }}
   value: {{ join "," $value | quote }}
+{{- end }}
 {{- else if kindIs "string" $value }}
 - name: {{ $name }}
   value: {{ $value | quote }}
