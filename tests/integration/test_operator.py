@@ -317,9 +317,26 @@ def test_updates_roll_the_deployment_and_a_bad_update_keeps_the_old_one(
 # --------------------------------------------------------------------------- drift
 
 
-def test_hand_deleted_or_edited_deployment_is_repaired(
-    kube: Kube, operator: OperatorProcess
+def test_hand_deleted_or_edited_children_are_repaired(
+    kube_cluster: Any, namespace: str, kube: Kube, hub: HubServer, tmp_path: Path
 ) -> None:
+    """Deployments are watched (repaired at once); other children by the periodic resync."""
+    operator = OperatorProcess(
+        kube_cluster.kubeconfig,
+        namespace,
+        tmp_path,
+        hub_endpoint=hub.endpoint,
+        mirror=None,
+        extra_args=["--resync", "2"],
+    ).start()
+    try:
+        _repairs(kube)
+    finally:
+        operator.stop()
+        print(operator.logs())
+
+
+def _repairs(kube: Kube) -> None:
     kube.create(resource("drift", qwen_spec()))
     kube.wait_condition("drift", "Ready", "True", reason="Available", timeout=90)
     original = kube.deployment("drift")
@@ -354,6 +371,20 @@ def test_hand_deleted_or_edited_deployment_is_repaired(
         ),
     )
     kube.wait_condition("drift", "Ready", "True", reason="Available", timeout=90)
+
+    service = kube.core.read_namespaced_service("drift", kube.ns)
+    port = service.spec.ports[0]
+    kube.core.patch_namespaced_service(
+        "drift", kube.ns, {"spec": {"ports": [{"port": port.port, "targetPort": 9999}]}}
+    )
+    wait_for(
+        "the Service's targetPort to be restored by the resync",
+        lambda: (
+            kube.core.read_namespaced_service("drift", kube.ns).spec.ports[0].target_port
+            == port.target_port
+        ),
+        timeout=20,
+    )
 
 
 # --------------------------------------------------------------------------- restart

@@ -10,17 +10,19 @@ Triggers, all running the same cycle:
 - an event on an owned Deployment (watched server-side filtered by the
   ``managed-by`` label): deletion or a hand edit of its spec triggers a
   reconcile that restores it; a status change updates ``Ready`` on the owner.
-- a timer every ``resync_seconds``: the safety net for anything missed
-  (for example a child edited while the operator was down is also caught by
-  ``resume``).
+- a full resync every ``resync_seconds`` (:func:`resync_forever`, run next
+  to kopf by the runner): the safety net for anything missed.
 
-No ``on.delete`` handler and therefore no finalizer: owner references let
-the garbage collector delete the children, and nothing else needs cleanup,
-so deleting a resource is never blocked by the operator being down.
+No ``on.delete`` handler and no kopf timer or daemon, therefore no finalizer
+(kopf puts one on every object that has a timer): owner references let the
+garbage collector delete the children, nothing else needs cleanup, so
+deleting a resource is never blocked by the operator being down.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -76,6 +78,29 @@ def owner_name(body: Any) -> str | None:
     return None
 
 
+async def resync_forever(
+    reconciler: Reconciler, settings: OperatorSettings, stop: asyncio.Event
+) -> None:
+    """Reconcile every resource every ``resync_seconds``, a few at a time."""
+    limit = asyncio.Semaphore(4)
+
+    async def one(body: dict[str, Any]) -> None:
+        async with limit:
+            await reconciler.reconcile(body, trigger="resync")
+
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.resync_seconds)
+        if stop.is_set():
+            return
+        try:
+            scope: list[str | None] = list(settings.namespaces) or [None]
+            bodies = await reconciler.list_resources(scope)
+            await asyncio.gather(*(one(b) for b in bodies))
+        except Exception:  # the loop must outlive one bad round; the next one retries
+            log.exception("resync round failed")
+
+
 def register(
     registry: kopf.OperatorRegistry, reconciler: Reconciler, settings: OperatorSettings
 ) -> None:
@@ -90,18 +115,6 @@ def register(
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
     async def on_change(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
         _raise_for(await reconciler.reconcile(plain(body), retry=retry, trigger=str(reason)))
-
-    @kopf.timer(
-        GROUP,
-        VERSION,
-        PLURAL,
-        registry=registry,
-        id="resync",
-        interval=settings.resync_seconds,
-        initial_delay=settings.resync_seconds,
-    )
-    async def resync(body: kopf.Body, **_: Any) -> None:
-        await reconciler.reconcile(plain(body), trigger="resync")
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget")
     def forget(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:

@@ -154,6 +154,20 @@ class Reconciler:
             return Result("gone")
         return await self.reconcile(body, trigger=trigger)
 
+    async def list_resources(self, namespaces: list[str | None]) -> list[dict[str, Any]]:
+        """Every SpeculativeDeployment in the watched namespaces (``None``: all)."""
+        found: list[dict[str, Any]] = []
+        for namespace in namespaces:
+            for item in await self.kube.list_objects(SPECULATIVE_DEPLOYMENT, namespace):
+                found.append(
+                    {
+                        **item,
+                        "apiVersion": SPECULATIVE_DEPLOYMENT.api_version,
+                        "kind": "SpeculativeDeployment",
+                    }
+                )
+        return found
+
     def child_needs_attention(self, deployment: dict[str, Any]) -> bool:
         """Whether an event on an owned Deployment calls for a reconcile of its owner.
 
@@ -164,7 +178,12 @@ class Reconciler:
         """
         refs = (deployment.get("metadata") or {}).get("ownerReferences") or []
         uids = [str(ref.get("uid")) for ref in refs if ref.get("controller")]
-        last = self._last.get(uids[0]) if uids else None
+        if not uids:
+            return False
+        last = self._last.get(uids[0])
+        lock = self._locks.get(uids[0])
+        if last is None and lock is not None and lock.locked():
+            return False  # the echo of the cycle running now, which records the result
         if last is None or not last.workload.exists:
             return True
         now = Workload.from_deployment(deployment)

@@ -93,6 +93,15 @@ class Operator:
     async def _kopf(self, reconciler: Reconciler, stop: asyncio.Event) -> None:
         registry = kopf.OperatorRegistry()
         handlers.register(registry, reconciler, self.settings)
+        resync = asyncio.create_task(handlers.resync_forever(reconciler, self.settings, stop))
+        try:
+            await self._kopf_operator(registry, stop)
+        finally:
+            resync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await resync
+
+    async def _kopf_operator(self, registry: kopf.OperatorRegistry, stop: asyncio.Event) -> None:
         await kopf.operator(
             registry=registry,
             settings=handlers.kopf_settings(self.settings),

@@ -27,16 +27,16 @@ class Kind:
         return self.api_version.rpartition("/")[0]
 
     def collection_path(self, namespace: str | None) -> str:
-        """URL of the collection (list, create)."""
+        """URL of the collection (list, create); ``None`` lists across all namespaces."""
         root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
-        if self.namespaced:
-            if not namespace:
-                raise ValueError(f"{self.kind} is namespaced: a namespace is needed")
+        if self.namespaced and namespace:
             return f"{root}/namespaces/{namespace}/{self.plural}"
         return f"{root}/{self.plural}"
 
     def object_path(self, namespace: str | None, name: str) -> str:
         """URL of one object."""
+        if self.namespaced and not namespace:
+            raise ValueError(f"{self.kind} is namespaced: a namespace is needed")
         return f"{self.collection_path(namespace)}/{name}"
 
 
@@ -44,7 +44,6 @@ class Kind:
 CHILD_KINDS: tuple[Kind, ...] = (
     Kind("apps/v1", "Deployment", "deployments"),
     Kind("v1", "Service", "services"),
-    Kind("v1", "ConfigMap", "configmaps"),
     Kind("v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Kind("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
