@@ -190,3 +190,13 @@ def test_least_outstanding_skips_unready_and_busy_replicas_and_rotates_ties() ->
     assert lor.pick([a, b, c]) is a
     a.ready = False
     assert lor.pick([a, b, c]) is None
+
+
+@pytest.mark.parametrize(
+    ("crashes", "delay"),
+    [(0, 0.0), (1, 5.0), (2, 10.0), (3, 20.0), (4, 40.0), (5, 60.0), (9, 60.0)],
+)
+def test_restart_delay_doubles_like_crashloopbackoff_and_is_capped(
+    crashes: int, delay: float
+) -> None:
+    assert plan.restart_delay(crashes, 5.0) == delay

@@ -215,3 +215,15 @@ def simulator_argv(
     if load_time_s is not None:
         argv += ["--load-time", f"{load_time_s:g}"]
     return argv
+
+
+def restart_delay(crashes: int, base_s: float, cap_s: float = 60.0) -> float:
+    """Seconds to wait before restarting a simulator that crashed ``crashes`` times.
+
+    Doubling from ``base_s`` and capped, like kubelet's CrashLoopBackOff: a
+    pod whose arguments the simulator rejects must not burn the shared CPU
+    restarting every poll.
+    """
+    if crashes <= 0:
+        return 0.0
+    return float(min(cap_s, base_s * 2.0 ** (crashes - 1)))

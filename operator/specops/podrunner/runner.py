@@ -62,6 +62,7 @@ class PodRunner:
         self.running: dict[str, Running] = {}
         self.doors: dict[str, FrontDoor] = {}
         self._crashed_at: dict[str, float] = {}
+        self._crashes: dict[str, int] = {}
         self._skipped_logged: set[tuple[str, str]] = set()
         self._last_targets: Any = None
         self._last_state: Any = None
@@ -111,6 +112,10 @@ class PodRunner:
                 processes.log_tail(r.sim),
             )
             self._crashed_at[uid] = time.monotonic()
+            self._crashes[uid] = self._crashes.get(uid, 0) + 1
+        for uid in [u for u in self._crashes if u not in desired]:
+            self._crashes.pop(uid)
+            self._crashed_at.pop(uid, None)
         stopping = [self.running.pop(uid) for uid in gone + crashed]
         if stopping:
             for r in stopping:
@@ -121,7 +126,7 @@ class PodRunner:
         for uid, replica in desired.items():
             if uid in self.running:
                 continue
-            if now - self._crashed_at.get(uid, -1e9) < self.options.restart_backoff_s:
+            if now - self._crashed_at.get(uid, -1e9) < self._backoff(uid):
                 continue
             port = processes.free_loopback_port()
             argv = plan.simulator_argv(
@@ -136,6 +141,9 @@ class PodRunner:
 
         await self._sync_doors(plan.front_doors(services))
         self._write_files()
+
+    def _backoff(self, uid: str) -> float:
+        return plan.restart_delay(self._crashes.get(uid, 0), self.options.restart_backoff_s)
 
     async def _sync_doors(self, wanted: dict[str, plan.FrontDoor]) -> None:
         assert self._session is not None
