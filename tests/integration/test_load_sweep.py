@@ -152,3 +152,49 @@ def test_sweep_report_matches_simulator_metrics(simulator: str, tmp_path: Path) 
     sync, thr = report["profiles"][0], report["profiles"][1]
     assert thr["request_rate"] > 2 * sync["request_rate"]
     assert "| synchronous | c=1 |" in (out / "report.md").read_text()
+
+
+def test_chat_api_with_prompts_from_jsonl(simulator: str, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "\n".join(json.dumps({"prompt": f"question {i} about cats and dogs"}) for i in range(3))
+    )
+    before = counters(simulator)
+    out = tmp_path / "chat"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "specops",
+            "load",
+            "run",
+            "--url",
+            simulator,
+            "--model",
+            VERIFIER,
+            "--api",
+            "chat",
+            "--prompts",
+            str(prompts),
+            "--concurrency",
+            "2",
+            "--max-requests",
+            "6",
+            "--output-tokens",
+            "16",
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    after = counters(simulator)
+    [profile] = json.loads((out / "report.json").read_text())["profiles"]
+    assert (profile["completed"], profile["errored"]) == (6, 0)
+    assert profile["output_tokens"] == 6 * 16
+    served = after["vllm:request_success_total"] - before.get("vllm:request_success_total", 0)
+    assert served == 6
+    prompt_tokens = after["vllm:prompt_tokens_total"] - before.get("vllm:prompt_tokens_total", 0)
+    assert prompt_tokens == profile["prompt_tokens"]

@@ -98,3 +98,8 @@ def test_virtual_sweep_command_writes_the_report(tmp_path: Path) -> None:
     assert rates[1] > rates[0]
     assert all(rates[0] < p["target_rate"] < rates[1] for p in report["profiles"][2:])
     assert "simulated H100-80GB" in (out / "report.md").read_text()
+
+
+def test_prompt_file_sets_the_virtual_prompt_length_by_words() -> None:
+    run = runner(prompts=["one two three", "four five six seven eight"])
+    assert run.prompt_tokens == 4
