@@ -34,9 +34,9 @@ Say = Callable[[str], None]
 @dataclass(frozen=True)
 class LoadOptions:
     duration_s: float = 180.0
-    peak_rate: float = 24.0
+    peak_rate: float = 64.0
     prompt_tokens: int = 256
-    output_tokens: int = 64
+    output_tokens: int = 128
     cooldown_s: float = 40.0
     sample_s: float = 3.0
     seed: int = 0
@@ -96,7 +96,7 @@ def _selector(stack: Stack) -> str:
     return f'namespace="{stack.namespace}",app_kubernetes_io_instance="{stack.resource}"'
 
 
-def prometheus_view(prom: PromClient, stack: Stack, window: str = "20s") -> dict[str, float | None]:
+def prometheus_view(prom: PromClient, stack: Stack, window: str = "10s") -> dict[str, float | None]:
     """vLLM's view over the last window: mean ITL, tokens/s, acceptance, running."""
     sel = _selector(stack)
 
