@@ -306,7 +306,9 @@ class Reconciler:
         applied = await asyncio.gather(*(self._apply(body, obj) for obj in objects))
         deployment = next((a for a in applied if a and a.get("kind") == "Deployment"), None)
         keys = frozenset(object_key(obj) for obj, a in zip(objects, applied, strict=True) if a)
-        if self._children.get(uid) != keys:
+        # A resource never reconciled before has nothing to prune yet; its first
+        # recorded cycle is followed by a child event or the resync, which prunes.
+        if self._children.get(uid) != keys and old.observed_generation is not None:
             await self._prune(namespace, uid, keys)
             self._children[uid] = keys
 
@@ -404,8 +406,12 @@ class Reconciler:
         )
         if written is None:
             return
-        for event in events_for(old, new):
-            if await self.recorder.emit(body, event.type, event.reason, event.message):
+        events = events_for(old, new)
+        posted = await asyncio.gather(
+            *(self.recorder.emit(body, e.type, e.reason, e.message) for e in events)
+        )
+        for event, ok in zip(events, posted, strict=True):
+            if ok:
                 self.metrics.events.labels(event.reason).inc()
 
     def _export(
