@@ -12,6 +12,10 @@ Triggers, all running the same cycle:
   reconcile that restores it; a status change updates ``Ready`` on the owner.
 - a full resync every ``resync_seconds`` (:func:`resync_forever`, run next
   to kopf by the runner): the safety net for anything missed.
+- the closed loop every ``evaluation_seconds`` (:func:`evaluate_forever`, run
+  next to kopf by the runner, trigger ``evaluate``): observe Prometheus and
+  let the policy decide speculation and replicas (:mod:`.loop`), for the
+  resources where it has something to decide.
 
 No ``on.delete`` handler and no kopf timer or daemon, therefore no finalizer
 (kopf puts one on every object that has a timer): owner references let the
@@ -99,6 +103,50 @@ async def resync_forever(
             await asyncio.gather(*(one(b) for b in bodies))
         except Exception:  # the loop must outlive one bad round; the next one retries
             log.exception("resync round failed")
+
+
+def wants_policy_body(body: dict[str, Any]) -> bool:
+    """Whether the closed loop has anything to decide for this resource.
+
+    Auto speculation with a speculator, or an autoscaling range without a
+    pinned ``spec.replicas``. A spec too broken to read is left to the
+    reconcile, which reports it.
+    """
+    spec = body.get("spec") or {}
+    auto = (spec.get("speculation") or {}).get("mode", "Auto") == "Auto" and bool(
+        spec.get("speculator")
+    )
+    scaling = spec.get("autoscaling") or {}
+    try:
+        ranged = spec.get("replicas") is None and int(scaling.get("maxReplicas", 1)) > int(
+            scaling.get("minReplicas", 1)
+        )
+    except (TypeError, ValueError):
+        ranged = False
+    return auto or ranged
+
+
+async def evaluate_forever(
+    reconciler: Reconciler, settings: OperatorSettings, stop: asyncio.Event
+) -> None:
+    """Every ``evaluation_seconds``, one closed-loop cycle per resource that needs it."""
+    limit = asyncio.Semaphore(4)
+
+    async def one(body: dict[str, Any]) -> None:
+        async with limit:
+            await reconciler.reconcile(body, trigger="evaluate")
+
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=settings.evaluation_seconds)
+        if stop.is_set():
+            return
+        try:
+            scope: list[str | None] = list(settings.namespaces) or [None]
+            bodies = await reconciler.list_resources(scope)
+            await asyncio.gather(*(one(b) for b in bodies if wants_policy_body(b)))
+        except Exception:  # one bad round must not end the loop; the next one retries
+            log.exception("evaluation round failed")
 
 
 def register(

@@ -37,6 +37,7 @@ from specops.api.v1alpha1 import (
 )
 from specops.controller import checks, decision, status
 from specops.controller.events import events_for
+from specops.controller.loop import PolicyLoop, default_loop, loop_events, rollout_for
 from specops.controller.status import Findings, Verdict, Workload
 from specops.hub import HubError, ResolvedModel, Resolver
 from specops.kube.client import KubeClient, KubeError
@@ -105,6 +106,7 @@ class Reconciler:
         *,
         resolver: Resolver | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        loop: PolicyLoop | None = None,
     ) -> None:
         self.settings = settings
         self.kube = kube
@@ -116,6 +118,8 @@ class Reconciler:
         self._locks: dict[str, asyncio.Lock] = {}
         self._children: dict[str, frozenset[tuple[str, str, str]]] = {}
         self._last: dict[str, Findings] = {}
+        #: The closed loop (speculation + autoscaling from Prometheus); see controller.loop.
+        self.loop = loop or default_loop(settings.prometheus_url, kube)
 
     # ------------------------------------------------------------------ entry points
 
@@ -129,7 +133,7 @@ class Reconciler:
         started = time.monotonic()
         async with lock:
             try:
-                result = await self._cycle(body, retry=retry)
+                result = await self._cycle(body, retry=retry, trigger=trigger)
             except KubeError as exc:
                 result = Result(
                     "retry" if exc.retryable else "error",
@@ -199,11 +203,12 @@ class Reconciler:
         self._children.pop(uid, None)
         self._last.pop(uid, None)
         self.recorder.limiter.forget(uid)
+        self.loop.forget(uid)
         self.metrics.forget(str(meta.get("namespace")), str(meta.get("name")))
 
     # ------------------------------------------------------------------ the cycle
 
-    async def _cycle(self, body: dict[str, Any], *, retry: int) -> Result:
+    async def _cycle(self, body: dict[str, Any], *, retry: int, trigger: str = "change") -> Result:
         meta = body.get("metadata") or {}
         if meta.get("deletionTimestamp"):
             return Result("gone", "being deleted; the garbage collector removes the children")
@@ -284,6 +289,17 @@ class Reconciler:
         render_decision, spec_verdict, scale_reason = decision.decide(
             spec, speculator.config if speculator else None
         )
+        looped = await self.loop.evaluate(
+            resource,
+            plan,
+            verifier,
+            speculator,
+            (render_decision, spec_verdict, scale_reason),
+            fresh=trigger == "evaluate",
+        )
+        if looped is not None:
+            render_decision, spec_verdict = looped.render, looped.speculation
+            scale_reason = looped.scale_reason
         try:
             objects = render(resource, resolved, plan, render_decision, options=self.options)
         except RenderError as exc:
@@ -301,6 +317,8 @@ class Reconciler:
 
         # ---- apply
         objects = [with_generation(obj, generation) for obj in objects]
+        if looped is not None:
+            objects = [rollout_for(obj, looped.pods, looped.surge_allowed) for obj in objects]
         for obj in objects:
             kind_of(obj)  # every rendered kind must be one we have RBAC for
         applied = await asyncio.gather(*(self._apply(body, obj) for obj in objects))
@@ -324,6 +342,7 @@ class Reconciler:
             applied=True,
             workload=Workload.from_deployment(deployment),
             selector=selector_string(name),
+            extra_conditions=looped.conditions if looped is not None else (),
         )
         await self._record(body, old_raw, old, findings)
         return Result("applied")
@@ -412,6 +431,10 @@ class Reconciler:
         )
         for event, ok in zip(events, posted, strict=True):
             if ok:
+                self.metrics.events.labels(event.reason).inc()
+
+        for event in loop_events(old, new):
+            if await self.recorder.emit(body, event.type, event.reason, event.message):
                 self.metrics.events.labels(event.reason).inc()
 
     def _export(

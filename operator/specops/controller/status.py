@@ -103,6 +103,9 @@ class SpeculationVerdict:
     num_speculative_tokens: int | None
     reason: str
     message: str
+    #: vLLM's acceptance over the last observation window (``None``: not measured).
+    acceptance_rate: float | None = None
+    mean_acceptance_length: float | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class Findings:
     applied: bool = False
     workload: Workload = field(default_factory=Workload)
     selector: str | None = None
+    #: Conditions the control loop owns (MetricsAvailable, ReplicasSchedulable).
+    extra_conditions: tuple[tuple[str, Verdict], ...] = ()
 
 
 def ready_verdict(findings: Findings) -> Verdict:
@@ -193,6 +198,7 @@ def build_status(
         (COMPATIBLE, findings.compatible),
         (SPECULATION_ACTIVE, spec_verdict),
         (READY, ready_verdict(findings)),
+        *findings.extra_conditions,
     ):
         conditions = set_condition(
             conditions,
@@ -215,8 +221,16 @@ def build_status(
             last_transition_time=_second(now)
             if changed or previous is None
             else previous.last_transition_time,
-            acceptance_rate=previous.acceptance_rate if previous else None,
-            mean_acceptance_length=previous.mean_acceptance_length if previous else None,
+            acceptance_rate=spec.acceptance_rate
+            if spec.acceptance_rate is not None
+            else previous.acceptance_rate
+            if previous
+            else None,
+            mean_acceptance_length=spec.mean_acceptance_length
+            if spec.mean_acceptance_length is not None
+            else previous.mean_acceptance_length
+            if previous
+            else None,
         )
 
     autoscaling = old.autoscaling
