@@ -351,6 +351,8 @@ class PolicyLoop:
         if fresh:
             observation = await self._observe(namespace, name)
             mem.pods = await self._census(namespace, name)
+            # the decision's clock must not run behind the observation's end
+            now = max(self.clock(), observation.at)
             mem.latest = observation
             horizon = now - spec.window_s
             mem.observations = [o for o in (*mem.observations, observation) if o.at >= horizon]
