@@ -124,6 +124,10 @@ class OperatorProcess:
             "SPECOPS_LEASE_DURATION_SECONDS": "4",
             "SPECOPS_LEASE_RENEW_SECONDS": "1",
             "SPECOPS_LOG_LEVEL": "INFO",
+            # Loopback only: the default in-cluster Prometheus name would be a DNS lookup
+            # off this machine once the closed loop evaluates; a test with a real
+            # Prometheus passes its URL in extra_env.
+            "SPECOPS_PROMETHEUS_URL": "http://127.0.0.1:9",
             **(extra_env or {}),
         }
         self.env.pop("SPECOPS_HUB_MIRROR", None)
