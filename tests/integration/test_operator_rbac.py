@@ -104,7 +104,7 @@ def test_operator_works_with_exactly_the_shipped_rbac(
         try:
             restricted = client.CoreV1Api(client.ApiClient(_config(kubeconfig)))
             with pytest.raises(ApiException) as denied:
-                restricted.list_namespaced_pod(namespace)
+                restricted.list_namespaced_config_map(namespace)
             assert denied.value.status == 403, "RBAC is not enforced: this test would prove nothing"
 
             kube.core.create_namespaced_secret(
