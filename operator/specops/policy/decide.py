@@ -34,7 +34,7 @@ from specops.policy.speculation import (
     learn,
 )
 from specops.policy.speculation import evaluate as evaluate_speculation
-from specops.policy.table import Band, speculation_table
+from specops.policy.table import Band, k_for_batch, speculation_table
 
 METRICS_AVAILABLE = "MetricsAvailable"
 
@@ -157,6 +157,10 @@ def _context(spec: PolicySpec, obs: Observation) -> float:
     return spec.prior_context
 
 
+MAX_FIT_POINTS = 24
+"""Windows the fit uses at most (evenly thinned, newest kept): bounds the cost of a decision."""
+
+
 def operating_points(spec: PolicySpec, observations: Sequence[Observation]) -> list[OperatingPoint]:
     """Observed steps to fit: mean ITL is vLLM's time between a request's engine steps."""
     points = []
@@ -176,6 +180,9 @@ def operating_points(spec: PolicySpec, observations: Sequence[Observation]) -> l
                     step_s=obs.mean_itl_s,
                 )
             )
+    if len(points) > MAX_FIT_POINTS:
+        stride = len(points) / MAX_FIT_POINTS
+        points = [points[len(points) - 1 - int(i * stride)] for i in range(MAX_FIT_POINTS)][::-1]
     return points
 
 
@@ -270,6 +277,16 @@ def decide(
         preferred_reason=preferred_reason,
         table=table if table_mode else None,
     )
+    # Time per token at the target batch vs at the observed one, with what the pods run now.
+    belief_now = spec_out.belief
+    k_now = sp.current_k
+    if table_mode and table is not None and sp.active:
+        k_now = k_for_batch(table, batch)
+    tpot_target = model.predict(target, context, k_now, belief_now).tpot_s
+
+    def latency_scale(running: float) -> float:
+        return tpot_target / model.predict(running, context, k_now, belief_now).tpot_s
+
     rep_out = evaluate_replicas(
         state=state.replicas,
         observations=usable,
@@ -281,6 +298,7 @@ def decide(
         unschedulable=cluster.unschedulable,
         settings=spec.replicas,
         now=now,
+        latency_scale=latency_scale,
     )
     if table_mode and spec_out.changed and spec_out.state.active:
         # a restart is happening anyway: render the table from the freshest model

@@ -22,7 +22,7 @@ over replicas; the wanted count is demand / target concurrency per replica.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from specops.policy.observations import Observation
@@ -36,6 +36,8 @@ class ReplicaSettings:
     panic_window_s: float = 6.0
     panic_threshold: float = 2.0
     scale_down_stabilization_s: float = 300.0
+    burst_ratio: float = 1.5
+    """Also panic when the panic window's demand is this multiple of the stable window's."""
 
 
 @dataclass(frozen=True)
@@ -62,22 +64,37 @@ class ReplicaOutcome:
     """Requests in the system over the stable window (after credit)."""
 
 
-def _demand(obs: Observation, starting: int, target: float) -> float | None:
+LatencyScale = Callable[[float], float]
+"""Per-replica running batch -> (time per token at the target) / (time per token at it)."""
+
+
+def _demand(
+    obs: Observation, starting: int, target: float, scale: LatencyScale | None = None
+) -> float | None:
     if not obs.available or obs.running_per_replica is None:
         return None
     running = obs.running_per_replica * obs.replicas_reporting
+    if scale is not None and obs.running_per_replica > 0:
+        # Little's law: the same arrivals served at the target's time per token keep
+        # proportionally more requests in the system than a lightly loaded fleet shows.
+        running *= scale(obs.running_per_replica)
     waiting = (obs.waiting_per_replica or 0.0) * obs.replicas_reporting
     return running + max(0.0, waiting - starting * target)
 
 
 def _window_mean(
-    observations: Sequence[Observation], now: float, window: float, starting: int, target: float
+    observations: Sequence[Observation],
+    now: float,
+    window: float,
+    starting: int,
+    target: float,
+    scale: LatencyScale | None = None,
 ) -> float | None:
     values = [
         d
         for o in observations
         if now - window - 1e-9 <= o.at <= now
-        for d in [_demand(o, starting, target)]
+        for d in [_demand(o, starting, target, scale)]
         if d is not None
     ]
     if not values:
@@ -101,13 +118,26 @@ def evaluate(
     unschedulable: int,
     settings: ReplicaSettings,
     now: float,
+    latency_scale: LatencyScale | None = None,
 ) -> ReplicaOutcome:
-    """Replicas wanted now, clamped to [min, max], with the reason."""
+    """Replicas wanted now, clamped to [min, max], with the reason.
+
+    Knative assumes a request takes as long at any concurrency; an LLM's time
+    per token grows with the batch, so a concurrency target met by a lightly
+    loaded fleet is missed once the fleet shrinks. With ``latency_scale``
+    (from the cost model) the observed running requests are first converted
+    to what the same arrivals would keep in the system at the target batch,
+    which removes that limit cycle.
+    """
     target = max(target_per_replica, 1e-6)
     lo, hi = min_replicas, max(max_replicas, min_replicas)
     current = min(max(state.desired, lo), hi)
-    stable = _window_mean(observations, now, settings.stable_window_s, starting, target)
-    panic = _window_mean(observations, now, settings.panic_window_s, starting, target)
+    stable = _window_mean(
+        observations, now, settings.stable_window_s, starting, target, latency_scale
+    )
+    panic = _window_mean(
+        observations, now, settings.panic_window_s, starting, target, latency_scale
+    )
 
     def keep(reason: str, message: str, demand: float = 0.0) -> ReplicaOutcome:
         changed = current != state.desired
@@ -124,7 +154,8 @@ def evaluate(
     capacity = max(ready + starting, 1)
 
     panic_since = state.panic_since
-    if want_panic >= settings.panic_threshold * capacity and want_panic > current:
+    burst = panic >= settings.burst_ratio * stable and stable > 0
+    if want_panic > current and (want_panic >= settings.panic_threshold * capacity or burst):
         panic_since = now
     elif panic_since is not None and now - panic_since >= settings.stable_window_s:
         panic_since = None
@@ -135,7 +166,10 @@ def evaluate(
     else:
         wanted, basis = want_stable, "stable"
     window = settings.scale_down_stabilization_s
-    recs = (*((t, n) for t, n in state.recommendations if now - t < window), (now, wanted))
+    # The first evaluation counts the running count as a recommendation, so a fresh
+    # autoscaler does not drop capacity before it has watched a full window.
+    history = state.recommendations or ((now, current),)
+    recs = (*((t, n) for t, n in history if now - t < window), (now, wanted))
     if wanted < current:
         wanted = max(n for _, n in recs)
     wanted = min(max(wanted, lo), hi)
@@ -151,6 +185,15 @@ def evaluate(
         return ReplicaOutcome(new, current != state.desired, demand)
 
     direction = 1 if wanted > current else -1
+    if direction > 0 and starting > 0 and wanted < settings.panic_threshold * capacity:
+        # Credit for replicas still starting: the queue that builds during their cold start
+        # is theirs to drain; only a demand beyond panic over the full capacity adds more.
+        msg = (
+            f"{starting} replica(s) still starting; holding {current} although {summary} "
+            f"wants {wanted}."
+        )
+        new = replace(state, desired=current, reason="WaitingForStartingReplicas", message=msg)
+        return ReplicaOutcome(new, current != state.desired, demand)
     if direction > 0 and unschedulable > 0:
         msg = (
             f"{unschedulable} replica(s) cannot be scheduled (no free GPUs); not asking for "
