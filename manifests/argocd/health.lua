@@ -5,10 +5,14 @@
 -- `obj` and expects a table {status, message}.
 --
 -- Why these rules: a status that describes an older spec says nothing about the current
--- one, so anything not yet observed is Progressing. The Resolved, Compatible and Planned
--- conditions are the operator's verdict on the spec itself (model missing, drafter does
--- not fit the verifier, no GPU plan): False there needs a human, so it is Degraded.
--- Ready decides the rest; Speculating=False is a policy choice, never unhealthy.
+-- one, so anything not yet observed is Progressing. ModelsResolved and Compatible are the
+-- operator's verdict on the spec itself: False there (model missing, drafter does not fit
+-- the verifier, no GPU plan) needs a human, so it is Degraded; Unknown means it is still
+-- retrying (Hub unreachable), so Progressing. ReplicasSchedulable=False means the cluster
+-- has no room for the GPUs asked for: Degraded. Ready decides the rest, by its reason: a
+-- rollout that is still moving is Progressing, one that gave up is Degraded.
+-- SpeculationActive=False and MetricsAvailable=False are policy and observation, never
+-- unhealthy.
 local hs = {}
 
 local function describe(c)
@@ -58,7 +62,7 @@ local function current(c)
     or c.observedGeneration >= generation)
 end
 
-for _, t in ipairs({"Resolved", "Compatible", "Planned"}) do
+for _, t in ipairs({"ModelsResolved", "Compatible", "ReplicasSchedulable"}) do
   local c = byType[t]
   if current(c) and c.status == "False" then
     hs.status = "Degraded"
@@ -74,17 +78,25 @@ if ready == nil or not current(ready) then
   return hs
 end
 
-if ready.status == "True" then
+if ready.status == "True" and ready.reason ~= "AvailableOldGeneration" then
   hs.status = "Healthy"
   hs.message = describe(ready)
   return hs
 end
 
-local progressing = byType["Progressing"]
-if ready.status == "Unknown" or (current(progressing) and progressing.status == "True") then
+-- Still moving: creating the Deployment, pods starting, an update rolling, or the new
+-- generation not applied yet (the old one keeps serving meanwhile).
+local moving = {
+  Creating = true,
+  RollingOut = true,
+  ReplicasNotAvailable = true,
+  AvailableOldGeneration = true,
+}
+if ready.status == "Unknown" or moving[ready.reason] then
   hs.status = "Progressing"
-  if current(progressing) and progressing.status == "True" then
-    hs.message = describe(progressing)
+  local resolved = byType["ModelsResolved"]
+  if current(resolved) and resolved.status == "Unknown" then
+    hs.message = describe(resolved)
   else
     hs.message = describe(ready)
   end

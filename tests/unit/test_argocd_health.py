@@ -1,9 +1,12 @@
 """The Argo CD health check (manifests/argocd/health.lua), run by a real Lua interpreter.
 
 Argo CD evaluates the script with gopher-lua, a Lua 5.1; lupa's Lua 5.1 runtime runs
-the same body with the live object as the global ``obj``. The status samples are
-validated against the operator's status model first, so a sample the operator could
-never write fails here instead of passing vacuously.
+the same body with the live object as the global ``obj``. The first table is statuses
+the real operator wrote (``tests/fixtures/argocd/statuses.yaml``, captured from
+``specops run`` reconciles on the local control plane); the second covers the cases a
+short run does not reach, in the operator's own condition and reason names. Every
+sample is validated against the status model, so one the operator could never write
+fails here instead of passing vacuously.
 """
 
 from __future__ import annotations
@@ -57,13 +60,29 @@ def resource(generation: int, status: dict[str, Any] | None) -> dict[str, Any]:
     return obj
 
 
+REAL = yaml.safe_load((ROOT / "tests" / "fixtures" / "argocd" / "statuses.yaml").read_text())
+
+
+@pytest.mark.parametrize("sample", REAL, ids=[s["scenario"] for s in REAL])
+def test_health_of_statuses_the_operator_wrote(sample: dict[str, Any]) -> None:
+    obj = resource(sample["metadata"]["generation"], sample["status"])
+    health = run_health(obj)
+    assert health["status"] == sample["expect"], health["message"]
+    assert health["message"]
+
+
 ALL_GOOD = [
-    cond("Resolved", "True", "Resolved"),
+    cond("ModelsResolved", "True", "Resolved"),
     cond("Compatible", "True", "Compatible"),
-    cond("Planned", "True", "Planned"),
-    cond("Ready", "True", "ReplicasReady", "1/1 replicas ready"),
-    cond("Speculating", "True", "AcceptanceHigh"),
+    cond("SpeculationActive", "True", "ModeAlways"),
+    cond("Ready", "True", "Available", "1/1 replicas available"),
 ]
+CHECKED = ALL_GOOD[:2]
+
+
+def status(*conditions: dict[str, Any], generation: int = 1) -> dict[str, Any]:
+    return {"observedGeneration": generation, "conditions": list(conditions)}
+
 
 CASES = [
     pytest.param(
@@ -73,123 +92,108 @@ CASES = [
         id="a resource without status is waiting for the operator",
     ),
     pytest.param(
-        resource(2, {"observedGeneration": 1, "conditions": ALL_GOOD}),
+        resource(2, status(*ALL_GOOD)),
         "Progressing",
         "observe generation 2",
         id="a status of an older generation is progressing",
     ),
     pytest.param(
-        resource(1, {"observedGeneration": 1, "conditions": ALL_GOOD}),
+        resource(1, status(*ALL_GOOD)),
         "Healthy",
-        "1/1 replicas ready",
+        "1/1 replicas available",
         id="ready for the current generation is healthy",
     ),
     pytest.param(
         resource(
             1,
-            {
-                "observedGeneration": 1,
-                "conditions": [
-                    *ALL_GOOD[:3],
-                    cond("Ready", "True", "ReplicasReady"),
-                    cond("Speculating", "False", "AcceptanceLow", "acceptance 0.31 < 0.4"),
-                ],
-            },
+            status(
+                *CHECKED,
+                cond("SpeculationActive", "False", "AcceptanceLow", "acceptance 0.31 < 0.4"),
+                cond("MetricsAvailable", "False", "PrometheusUnreachable"),
+                cond("Ready", "True", "Available"),
+            ),
         ),
         "Healthy",
-        "Ready True",
-        id="speculation turned off by policy is still healthy",
+        "Ready True (Available)",
+        id="speculation off and metrics missing are still healthy",
+    ),
+    pytest.param(
+        resource(1, status(*CHECKED, cond("Ready", "True", "ScaledToZero"))),
+        "Healthy",
+        "ScaledToZero",
+        id="scaled to zero on purpose is healthy",
     ),
     pytest.param(
         resource(
             1,
-            {
-                "observedGeneration": 1,
-                "conditions": [
-                    cond("Resolved", "False", "ModelNotFound", "Qwen/Qwen3-9B does not exist")
-                ],
-            },
+            status(
+                cond("ModelsResolved", "Unknown", "HubUnavailable", "retrying in 30s"),
+                cond("Ready", "False", "NoWorkload"),
+            ),
         ),
         "Degraded",
-        "Resolved False (ModelNotFound): Qwen/Qwen3-9B does not exist",
-        id="a model that cannot be resolved is degraded",
+        "NoWorkload",
+        id="no workload at all while the hub is down is degraded",
     ),
     pytest.param(
         resource(
-            1,
-            {
-                "observedGeneration": 1,
-                "conditions": [
-                    cond("Resolved", "True", "Resolved"),
-                    cond("Compatible", "False", "VocabularyMismatch", "drafter vocab differs"),
-                ],
-            },
-        ),
-        "Degraded",
-        "VocabularyMismatch",
-        id="an incompatible drafter is degraded",
-    ),
-    pytest.param(
-        resource(
-            1,
-            {
-                "observedGeneration": 1,
-                "conditions": [
-                    *ALL_GOOD[:2],
-                    cond("Planned", "False", "DoesNotFit", "needs 9 GPUs"),
-                ],
-            },
-        ),
-        "Degraded",
-        "DoesNotFit",
-        id="no GPU plan is degraded",
-    ),
-    pytest.param(
-        resource(
-            1,
-            {
-                "observedGeneration": 1,
-                "conditions": [
-                    *ALL_GOOD[:3],
-                    cond("Ready", "False", "ReplicasNotReady", "0/1 ready"),
-                    cond("Progressing", "True", "RollingOut", "new pods loading weights"),
-                ],
-            },
+            2,
+            status(
+                cond("ModelsResolved", "Unknown", "HubUnavailable", "retrying in 30s", gen=2),
+                cond("Ready", "True", "AvailableOldGeneration", "serving generation 1", gen=2),
+                generation=2,
+            ),
         ),
         "Progressing",
-        "new pods loading weights",
+        "HubUnavailable",
+        id="an update waiting for the hub keeps serving and is progressing",
+    ),
+    pytest.param(
+        resource(
+            2,
+            status(
+                cond("ModelsResolved", "False", "ModelNotFound", "no such repo", gen=2),
+                cond("Ready", "True", "AvailableOldGeneration", "serving generation 1", gen=2),
+                generation=2,
+            ),
+        ),
+        "Degraded",
+        "ModelsResolved False (ModelNotFound): no such repo",
+        id="an update naming a missing model is degraded although the old one serves",
+    ),
+    pytest.param(
+        resource(
+            1,
+            status(
+                *CHECKED,
+                cond("ReplicasSchedulable", "False", "InsufficientGPUs", "1 pod(s) cannot fit"),
+                cond("Ready", "False", "ReplicasNotAvailable"),
+            ),
+        ),
+        "Degraded",
+        "InsufficientGPUs",
+        id="pods that cannot be scheduled are degraded",
+    ),
+    pytest.param(
+        resource(1, status(*CHECKED, cond("Ready", "False", "RollingOut", "1/2 available"))),
+        "Progressing",
+        "RollingOut",
         id="a rollout in progress is progressing",
     ),
     pytest.param(
-        resource(
-            1,
-            {
-                "observedGeneration": 1,
-                "conditions": [
-                    *ALL_GOOD[:3],
-                    cond("Ready", "False", "ReplicasNotReady", "0/1 ready"),
-                    cond("Progressing", "False", "ProgressDeadlineExceeded", "stuck"),
-                ],
-            },
-        ),
+        resource(1, status(*CHECKED, cond("Ready", "False", "ProgressDeadlineExceeded", "stuck"))),
         "Degraded",
-        "ReplicasNotReady",
-        id="not ready and not progressing is degraded",
+        "ProgressDeadlineExceeded",
+        id="a rollout past its deadline is degraded",
     ),
     pytest.param(
-        resource(
-            1,
-            {
-                "observedGeneration": 1,
-                "conditions": [*ALL_GOOD[:3], cond("Ready", "Unknown", "Pending")],
-            },
-        ),
+        resource(1, status(*CHECKED, cond("Ready", "Unknown", "Pending"))),
         "Progressing",
         "Ready Unknown (Pending)",
         id="ready unknown is progressing",
     ),
     pytest.param(
-        resource(1, {"observedGeneration": 1, "conditions": ALL_GOOD[:3]}),
+        resource(1, status(*CHECKED)),
         "Progressing",
         "Waiting for the Ready condition",
         id="no ready condition yet is progressing",
@@ -197,26 +201,18 @@ CASES = [
     pytest.param(
         resource(
             3,
-            {
-                "observedGeneration": 3,
-                "conditions": [
-                    cond("Resolved", "False", "ModelNotFound", gen=2),
-                    cond("Ready", "True", "ReplicasReady", gen=3),
-                ],
-            },
+            status(
+                cond("ModelsResolved", "False", "ModelNotFound", gen=2),
+                cond("Ready", "True", "Available", gen=3),
+                generation=3,
+            ),
         ),
         "Healthy",
         "Ready True",
         id="a failure about an older generation is ignored",
     ),
     pytest.param(
-        resource(
-            3,
-            {
-                "observedGeneration": 3,
-                "conditions": [cond("Ready", "True", "ReplicasReady", gen=2)],
-            },
-        ),
+        resource(3, status(cond("Ready", "True", "Available", gen=2), generation=3)),
         "Progressing",
         "Waiting for the Ready condition",
         id="a stale ready condition is progressing",
