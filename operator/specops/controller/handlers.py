@@ -74,11 +74,11 @@ def _raise_for(result: Result) -> None:
         raise kopf.PermanentError(result.message)
 
 
-def owner_name(body: Any) -> str | None:
-    """Name of the controlling SpeculativeDeployment of a child, if any."""
+def owner_of(body: Any) -> tuple[str, str] | None:
+    """(name, uid) of the controlling SpeculativeDeployment of a child, if any."""
     for ref in body.get("metadata", {}).get("ownerReferences") or []:
         if ref.get("kind") == KIND and str(ref.get("apiVersion", "")).startswith(GROUP + "/"):
-            return str(ref.get("name"))
+            return str(ref.get("name")), str(ref.get("uid", ""))
     return None
 
 
@@ -178,13 +178,16 @@ def register(
         labels={MANAGED_BY_LABEL: "specops"},
     )
     async def child(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
-        name = owner_name(body)
+        owner = owner_of(body)
         namespace = body.get("metadata", {}).get("namespace")
-        if name is None or namespace is None:
+        if owner is None or namespace is None:
             return
         deleted = event.get("type") == "DELETED"
         if not deleted and not reconciler.child_needs_attention(plain(body)):
             return
         await reconciler.reconcile_named(
-            str(namespace), name, trigger="child-deleted" if deleted else "child-changed"
+            str(namespace),
+            owner[0],
+            uid=owner[1],
+            trigger="child-deleted" if deleted else "child-changed",
         )

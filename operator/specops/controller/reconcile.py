@@ -57,6 +57,14 @@ MANAGED_SELECTOR = "app.kubernetes.io/managed-by=specops"
 OPTIONAL_GROUPS = frozenset({"monitoring.coreos.com"})
 
 
+#: Triggers whose body may be stale by the time the resource's lock is held.
+REFETCH_TRIGGERS = frozenset({"resync", "evaluate", "child-changed", "child-deleted"})
+
+
+class _Gone(Exception):
+    """The resource was deleted (or replaced) before its cycle started."""
+
+
 @dataclass(frozen=True)
 class Result:
     """How a cycle ended; ``retry_after`` is set when trying again later can help."""
@@ -133,7 +141,19 @@ class Reconciler:
         started = time.monotonic()
         async with lock:
             try:
+                if trigger in REFETCH_TRIGGERS:
+                    # Read inside the lock: a body listed or queued earlier may predate
+                    # a spec change another cycle already applied; re-applying it would
+                    # roll the Deployment back and forth.
+                    fresh = await self.kube.get(
+                        SPECULATIVE_DEPLOYMENT, str(meta.get("namespace")), str(meta.get("name"))
+                    )
+                    if fresh is None or (uid and fresh["metadata"].get("uid") != uid):
+                        raise _Gone
+                    body = fresh
                 result = await self._cycle(body, retry=retry, trigger=trigger)
+            except _Gone:
+                result = Result("gone", "deleted meanwhile")
             except KubeError as exc:
                 result = Result(
                     "retry" if exc.retryable else "error",
@@ -151,12 +171,14 @@ class Reconciler:
         )
         return result
 
-    async def reconcile_named(self, namespace: str, name: str, *, trigger: str) -> Result:
-        """Re-read the resource and reconcile it (from a child's event)."""
-        body = await self.kube.get(SPECULATIVE_DEPLOYMENT, namespace, name)
-        if body is None:
-            return Result("gone")
-        return await self.reconcile(body, trigger=trigger)
+    async def reconcile_named(
+        self, namespace: str, name: str, *, trigger: str, uid: str = ""
+    ) -> Result:
+        """Reconcile a resource known by name (a child's event); it is read inside the lock."""
+        stub = {"metadata": {"namespace": namespace, "name": name, "uid": uid}}
+        if trigger not in REFETCH_TRIGGERS:
+            raise ValueError(f"trigger {trigger!r} does not re-read the resource")
+        return await self.reconcile(stub, trigger=trigger)
 
     async def list_resources(self, namespaces: list[str | None]) -> list[dict[str, Any]]:
         """Every SpeculativeDeployment in the watched namespaces (``None``: all)."""
