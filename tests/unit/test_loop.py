@@ -384,3 +384,36 @@ def test_pinned_modes_are_left_to_the_spec() -> None:
     assert (
         asyncio.run(loop.evaluate(res, plan_for(res), VERIFIER, DRAFTER, base, fresh=True)) is None
     )
+
+
+@pytest.mark.parametrize(
+    ("stored_active", "expect_override"),
+    [(True, False), (False, True)],
+    ids=["a restart that finds the spec's defaults keeps them", "a restart keeps speculation off"],
+)
+def test_restart_renders_the_stored_decision(stored_active: bool, expect_override: bool) -> None:
+    res = resource().model_copy(
+        update={
+            "status": SpeculativeDeploymentStatus(
+                speculation=SpeculationStatus(
+                    active=stored_active,
+                    num_speculative_tokens=3 if stored_active else None,
+                    reason="AutoInitial" if stored_active else "SpeculationCostsThroughput",
+                ),
+                autoscaling=AutoscalingStatus(desired_replicas=1, reason="MinReplicas"),
+            )
+        }
+    )
+    loop = PolicyLoop(
+        PrometheusObserver(f"http://127.0.0.1:{closed_port()}"),
+        Pods([]),
+        policy_inputs.LoopTuning(),
+        clock=lambda: NOW,
+    )
+    base = decision.decide(res.spec, DRAFTER.config)
+    got = asyncio.run(loop.evaluate(res, plan_for(res), VERIFIER, DRAFTER, base, fresh=False))
+    if not expect_override:
+        assert got is None
+    else:
+        assert got is not None and not got.render.speculation_active
+        assert got.speculation.reason == "SpeculationCostsThroughput"

@@ -375,6 +375,8 @@ class PolicyLoop:
         if not mem.evaluated and not mem.restored:
             return None  # nothing decided yet: the spec's defaults are the policy's start
         verdict = self._pin(resource, verdict_from(mem.state, mem.latest), base)
+        if not mem.evaluated and verdict.render == base_render:
+            return None  # restored, and the same as the spec's defaults: keep their wording
         return LoopVerdict(
             verdict.render,
             verdict.speculation,
