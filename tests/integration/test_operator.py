@@ -256,6 +256,19 @@ def test_unreachable_hub_is_unknown_and_retried_with_backoff(
         proc.stop()
 
 
+def test_rate_limited_hub_is_retried_until_it_answers(
+    kube: Kube, operator: OperatorProcess, hub: HubServer
+) -> None:
+    hub.fail_next(1, 429, match="/api/models/Qwen/Qwen3-8B", retry_after=1)
+    kube.create(resource("limited", qwen_spec()))
+    kube.wait_condition("limited", "ModelsResolved", "Unknown", reason="HubUnavailable")
+    assert kube.deployment("limited") is None
+    kube.wait_condition("limited", "ModelsResolved", "True", reason="Resolved", timeout=60)
+    kube.wait_condition("limited", "Ready", "True", reason="Available", timeout=90)
+    reasons = kube.event_reasons("limited")
+    assert reasons.count("HubUnavailable") == 1 and "ModelsResolved" in reasons
+
+
 # --------------------------------------------------------------------------- updates
 
 
