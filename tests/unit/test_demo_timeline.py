@@ -93,6 +93,7 @@ def test_status_fields_read_the_decision_and_its_reasons() -> None:
         "speculation_active": False,
         "k": None,
         "speculation_reason": "HighLoad",
+        "speculation_message": None,
         "desired_replicas": 3,
         "scale_reason": "ITLAboveTarget",
         "replicas": 2,
@@ -102,10 +103,11 @@ def test_status_fields_read_the_decision_and_its_reasons() -> None:
 
 def test_status_fields_fall_back_to_the_condition_and_never_invent_values() -> None:
     cond = {"status": {"conditions": [{"type": "SpeculationActive", "status": "True",
-                                        "reason": "AutoInitial"}]}}  # fmt: skip
+                                        "reason": "AutoInitial", "message": "k=3"}]}}  # fmt: skip
     fields = timeline.status_fields(cond)
     assert fields["speculation_active"] is True
     assert fields["speculation_reason"] == "AutoInitial"
+    assert fields["speculation_message"] == "k=3"
     assert fields["desired_replicas"] is None
     assert timeline.status_fields(None)["speculation_active"] is None
 
@@ -134,15 +136,17 @@ def test_transitions_name_each_change_with_the_reason_then_shown() -> None:
     samples = [
         s(0, True, 3, 1, speculation_reason="AutoInitial"),
         s(3, None, None, None),  # an API hiccup is not a change
-        s(6, False, None, 1, speculation_reason="DoesNotPay"),
+        s(6, False, None, 1, speculation_reason="DoesNotPay", speculation_message="k=0 wins"),
         s(9, False, None, 2, scale_reason="ITLAboveTarget"),
         s(12, True, 2, 2, speculation_reason="Pays"),
     ]
-    got = [(c.t, c.what, c.before, c.after, c.reason) for c in timeline.transitions(samples)]
+    got = [
+        (c.t, c.what, c.before, c.after, c.reason, c.message) for c in timeline.transitions(samples)
+    ]
     assert got == [
-        (6, "speculation", "on k=3", "off", "DoesNotPay"),
-        (9, "replicas", "1", "2", "ITLAboveTarget"),
-        (12, "speculation", "off", "on k=2", "Pays"),
+        (6, "speculation", "on k=3", "off", "DoesNotPay", "k=0 wins"),
+        (9, "replicas", "1", "2", "ITLAboveTarget", ""),
+        (12, "speculation", "off", "on k=2", "Pays", ""),
     ]
 
 

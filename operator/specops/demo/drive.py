@@ -10,6 +10,7 @@ end plus the cool-down.
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import threading
 import time
@@ -176,6 +177,16 @@ def operator_log_summary(log_dir: Path) -> dict[str, Any]:
     return {"pods": pods, "forbidden": forbidden, "errors": errors, "log_dir": str(log_dir)}
 
 
+def error_kinds(records: list[RequestRecord]) -> dict[str, int]:
+    """Failed requests by kind (the error text up to its first colon), most frequent first."""
+    counts: dict[str, int] = {}
+    for r in records:
+        if r.error:
+            kind = r.error.split(":", 1)[0].strip() or "error"
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
 def run(
     stack: Stack,
     opts: LoadOptions,
@@ -207,6 +218,7 @@ def run(
         f"via the front door {url} (then {opts.cooldown_s:.0f}s cool-down)"
     )
     say(timeline.HEADER)
+    load_start = os.getloadavg()[0]
     thread.start()
     samples: list[timeline.Sample] = []
     last = state.t0
@@ -262,6 +274,9 @@ def run(
         "requests_sent": state.sent,
         "requests_ok": sum(1 for _, r in state.records if r.ok),
         "load_error": state.error,
+        "errors_by_kind": error_kinds([r for _, r in state.records]),
+        "cpus": os.cpu_count(),
+        "load_average": [round(load_start, 1), round(os.getloadavg()[0], 1)],
     }
     pngs = report.plots(samples, plan, output, target_itl_ms)
     text = report.markdown(

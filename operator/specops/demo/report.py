@@ -41,6 +41,37 @@ def table(summaries: Sequence[StepSummary]) -> str:
     return "\n".join(lines)
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _machine_line(meta: dict[str, Any]) -> str:
+    """The simulators run in real time: a starved CPU makes them slower than the GPU."""
+    loads = meta.get("load_average")
+    if not loads or not meta.get("cpus"):
+        return ""
+    busy = max(loads) > meta["cpus"]
+    return (
+        f"Machine: {meta['cpus']} CPUs, 1-minute load average {loads[0]} at the start and "
+        f"{loads[1]} at the end of the load."
+        + (
+            " More runnable processes than CPUs: the simulators, which run in real time, "
+            "fell behind the modelled GPUs, so latencies are worse than the model's."
+            if busy
+            else ""
+        )
+        + "\n"
+    )
+
+
+def _errors_line(kinds: dict[str, int]) -> str:
+    if not kinds:
+        return "Every request succeeded.\n"
+    listed = ", ".join(f"{count} x {kind}" for kind, count in kinds.items())
+    return f"Failed requests by kind: {listed}.\n"
+
+
 def markdown(
     *,
     meta: dict[str, Any],
@@ -67,6 +98,8 @@ def markdown(
         "",
         table(summaries),
         "",
+        _errors_line(meta.get("errors_by_kind") or {}),
+        _machine_line(meta),
         "Client TPOT is what a user saw per output token (end-to-end through the front "
         "door); vLLM ITL is the mean of vLLM's `inter_token_latency_seconds` histogram "
         "(one engine step, several tokens when drafts are accepted), both from Prometheus "
@@ -76,20 +109,32 @@ def markdown(
         "",
     ]
     if changes:
-        out += ["| t (s) | what | from | to | reason |", "|---|---|---|---|---|"]
-        out += [f"| {c.t:.0f} | {c.what} | {c.before} | {c.after} | {c.reason} |" for c in changes]
+        out += ["| t (s) | what | from | to | reason | details |", "|---|---|---|---|---|---|"]
+        out += [
+            f"| {c.t:.0f} | {c.what} | {c.before} | {c.after} | {c.reason} | {_cell(c.message)} |"
+            for c in changes
+        ]
     else:
         reasons = sorted({r for s in summaries for r in s.reasons})
         out.append(
             "No change of speculation or replicas during the load; the status gave these "
             f"reasons throughout: {', '.join(reasons) or 'none'}."
         )
-    out += ["", "### Events on the resource", ""]
+    out += [
+        "",
+        "### Events on the resource",
+        "",
+        "As the API server holds them; the operator rate-limits its Events per object "
+        "(`specops.kube.events`), so the status transitions above are the complete record.",
+        "",
+    ]
     if events:
         out += ["| type | reason | count | message |", "|---|---|---|---|"]
         for e in events:
-            message = str(e.get("message", "")).replace("|", "\\|").replace("\n", " ")
-            out.append(f"| {e.get('type')} | {e.get('reason')} | {e.get('count', 1)} | {message} |")
+            out.append(
+                f"| {e.get('type')} | {e.get('reason')} | {e.get('count', 1)} "
+                f"| {_cell(str(e.get('message', '')))} |"
+            )
     else:
         out.append("(none)")
     out += [

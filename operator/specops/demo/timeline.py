@@ -32,6 +32,8 @@ class Sample:
     speculation_active: bool | None = None
     k: int | None = None
     speculation_reason: str | None = None
+    speculation_message: str | None = None
+    """The SpeculationActive condition's message: the numbers behind the decision."""
     desired_replicas: int | None = None
     replicas: int | None = None
     ready_replicas: int | None = None
@@ -58,6 +60,7 @@ def status_fields(resource: dict[str, Any] | None) -> dict[str, Any]:
         "speculation_active": active,
         "k": spec_status.get("numSpeculativeTokens"),
         "speculation_reason": reason,
+        "speculation_message": conditions.get("SpeculationActive", {}).get("message"),
         "desired_replicas": auto.get("desiredReplicas"),
         "scale_reason": auto.get("reason"),
         "replicas": status.get("replicas"),
@@ -125,6 +128,7 @@ class Transition:
     before: str
     after: str
     reason: str
+    message: str = ""
 
 
 def transitions(samples: Sequence[Sample]) -> list[Transition]:
@@ -137,7 +141,14 @@ def transitions(samples: Sequence[Sample]) -> list[Transition]:
             after = speculation_text(s.speculation_active, s.k)
             if s.speculation_active is not None and before != after:
                 out.append(
-                    Transition(s.t, "speculation", before, after, s.speculation_reason or "")
+                    Transition(
+                        s.t,
+                        "speculation",
+                        before,
+                        after,
+                        s.speculation_reason or "",
+                        s.speculation_message or "",
+                    )
                 )
             if (
                 s.desired_replicas is not None
