@@ -4,7 +4,7 @@ vLLM (PR #32374) picks K per step from ``[[lo, hi, K], ...]`` by the current
 concurrency, K = 0 meaning no drafting. It ships no table and has no
 hysteresis (it was seen thrashing around a threshold, vLLM issue #49548), so
 the bands rendered here leave some: walking up the concurrency axis, a band
-keeps its K until another K is predicted to be better by ``margin``. Near a
+keeps its K until another K is predicted to be better by ``margin`` (default 2%). Near a
 boundary the two sides are then within ``margin`` of each other, so vLLM
 flipping between them costs little.
 """
@@ -26,7 +26,7 @@ def speculation_table(
     context: float,
     max_k: int,
     max_batch: int,
-    margin: float = 0.05,
+    margin: float = 0.02,
 ) -> tuple[Band, ...]:
     """Bands covering 1..max_batch with the K the cost model prefers, sticky by ``margin``."""
     if max_batch < 1:
