@@ -198,7 +198,9 @@ def test_install_upgrade_uninstall_in_a_restricted_namespace(
     # NOTES tell the user what to apply next.
     assert f"kubectl -n {namespace} rollout status deployment/{release}-specops" in result.stdout
     assert "kind: SpeculativeDeployment" in result.stdout
-    for path in re.findall(r"/main/(manifests/\S+\.yaml)", result.stdout):
+    named = re.findall(r"/main/(manifests/\S+\.yaml)", result.stdout)
+    assert named, "NOTES name no example to apply"
+    for path in named:
         assert (ROOT / path).is_file(), f"NOTES point at {path}, which does not exist"
 
     # Upgrade: a standby replica, debug logs, namespace-scoped RBAC.
