@@ -152,7 +152,9 @@ def test_transitions_name_each_change_with_the_reason_then_shown() -> None:
 
 def test_live_line_shows_unknowns_as_dashes() -> None:
     line = timeline.live_line(s(5, None, None, None))
-    assert "?/?" in line and " - " in line and "?" in line
+    assert "?/?/?" in line and " - " in line
+    shown = timeline.live_line(s(5, True, 3, 2, ready_replicas=2, serving_replicas=1))
+    assert "1/2/2" in shown and "on k=3" in shown
 
 
 def test_summary_and_report_line_up_steps_with_what_ran() -> None:

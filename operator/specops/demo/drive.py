@@ -197,7 +197,8 @@ def run(
     say: Say = print,
 ) -> Path:
     """Load, watch, report; returns the report's path."""
-    url, ready = frontdoor(stack.targets_dir, f"{stack.namespace}/{stack.resource}")
+    door_key = f"{stack.namespace}/{stack.resource}"
+    url, ready = frontdoor(stack.targets_dir, door_key)
     if url is None or ready == 0:
         raise RuntimeError("no ready replica behind the front door")
     endpoint = client.Endpoint(
@@ -239,6 +240,7 @@ def run(
         completed, errors, tpot = timeline.window_stats([r for _, r in state.records], last, now)
         fields: dict[str, Any] = timeline.status_fields(read_resource(api, stack))
         fields.update(prometheus_view(prom, stack))
+        fields["serving_replicas"] = frontdoor(stack.targets_dir, door_key)[1]
         sample = timeline.Sample(
             t=t,
             offered_rate=step.rate if step else 0.0,

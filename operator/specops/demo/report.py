@@ -213,7 +213,8 @@ def plots(
             "replicas",
             [
                 ("desired", t, series([s.desired_replicas for s in samples])),
-                ("ready", t, series([s.ready_replicas for s in samples])),
+                ("ready (pods)", t, series([s.ready_replicas for s in samples])),
+                ("serving (front door)", t, series([s.serving_replicas for s in samples])),
             ],
         ),
         (

@@ -38,6 +38,8 @@ class Sample:
     replicas: int | None = None
     ready_replicas: int | None = None
     scale_reason: str | None = None
+    serving_replicas: int | None = None
+    """Replicas whose simulator answers /health behind the front door (loaded, responsive)."""
     acceptance: float | None = None
     """vLLM's acceptance rate (accepted / drafted) over the last window."""
     vllm_itl_ms: float | None = None
@@ -98,22 +100,26 @@ def speculation_text(active: bool | None, k: int | None) -> str:
 
 HEADER = (
     f"{'t(s)':>6} {'load':>6} {'done':>6} {'TPOT':>6} {'ITL':>6} {'tok/s':>7} "
-    f"{'repl':>5} {'spec':>8} {'accept':>6}  why"
+    f"{'replicas':>8} {'spec':>8} {'accept':>6}  why"
 )
-"""Columns of the live view: offered and completed req/s, client TPOT and vLLM ITL (ms)."""
+"""Live view columns: offered and completed req/s, client TPOT and vLLM ITL (ms), replicas
+serving behind the front door / ready pods / desired."""
+
+
+def _count(value: int | None) -> str:
+    return "?" if value is None else str(value)
 
 
 def live_line(sample: Sample) -> str:
     """One row of the live view."""
-    repl = (
-        f"{sample.ready_replicas if sample.ready_replicas is not None else '?'}"
-        f"/{sample.desired_replicas if sample.desired_replicas is not None else '?'}"
+    repl = "/".join(
+        _count(v) for v in (sample.serving_replicas, sample.ready_replicas, sample.desired_replicas)
     )
     why = " | ".join(x for x in (sample.speculation_reason, sample.scale_reason) if x)
     return (
         f"{sample.t:6.0f} {sample.offered_rate:6.1f} {_fmt(sample.completed_rate):>6} "
         f"{_fmt(sample.client_tpot_ms):>6} {_fmt(sample.vllm_itl_ms):>6} "
-        f"{_fmt(sample.tokens_per_s, 0):>7} {repl:>5} "
+        f"{_fmt(sample.tokens_per_s, 0):>7} {repl:>8} "
         f"{speculation_text(sample.speculation_active, sample.k):>8} "
         f"{_fmt(sample.acceptance, 2):>6}  {why}"
     )
