@@ -38,8 +38,11 @@ test: venv system-deps tools
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest tests
 
-generate: venv
+# Regenerates every generated artefact: the CRD from the models, then the chart's
+# copies, the values table and manifests/install.yaml from the chart.
+generate: venv tools
 	$(PY) -m specops crd > crds/serving.specops.dev_speculativedeployments.yaml
+	bash hack/gen-manifests
 
 bench: venv tools
 	$(PY) -m specops bench all --output out/bench
