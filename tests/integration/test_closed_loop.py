@@ -369,6 +369,11 @@ def test_speculation_turns_off_under_saturation_stays_off_and_comes_back_after_d
         back_on = stamp(spec["lastTransitionTime"])
         assert back_on - fell >= 6 - 1, "switched before the dwell time"
         assert back_on - switched_off >= 20 - 1, "switched within the minimum interval"
+        print(
+            f"FIGURES saturation: off {took:.1f} s after the ramp to 64; "
+            f"on {back_on - fell:.1f} s after the load fell "
+            f"({back_on - switched_off:.0f} s after switching off)"
+        )
         reasons = twin.kube.event_reasons(NAME)
         assert (
             reasons.count("SpeculationDisabled") == 1 and reasons.count("SpeculationEnabled") == 1
@@ -403,6 +408,7 @@ def test_acceptance_collapse_turns_speculation_off_naming_acceptance(
         assert cond["reason"] == "AcceptanceBelowFloor" and "cceptance" in cond["message"]
         assert float(spec["acceptanceRate"]) < 0.3
         assert took >= 6 - 1, "turned off before the dwell time"
+        print(f"FIGURES collapse: off {took:.1f} s after acceptance fell to 0.08")
         assert "SpeculationDisabled" in twin.kube.event_reasons(NAME)
 
 
@@ -428,12 +434,14 @@ def test_prometheus_stopped_holds_state_and_restarted_resumes_control(
         assert held == (True, 1)
 
         twin.prom.stop()
+        stopped = time.monotonic()
         cond = wait_for(
             "MetricsAvailable=False",
             lambda: (c := twin.condition("MetricsAvailable")).get("status") == "False" and c,
             timeout=30,
         )
         assert cond["reason"] == "MetricsMissing" and "unreachable" in cond["message"]
+        blind_after = time.monotonic() - stopped
         stays_quiet(
             "speculation, k and replicas without metrics",
             lambda: (
@@ -447,17 +455,23 @@ def test_prometheus_stopped_holds_state_and_restarted_resumes_control(
         assert "MetricsUnavailable" in twin.kube.event_reasons(NAME)
 
         twin.prom.start()
+        restarted = time.monotonic()
         # control resumes: fresh metrics, and the autoscaler acts on them again
         wait_for(
             "MetricsAvailable=True again",
             lambda: twin.condition("MetricsAvailable").get("status") == "True",
             timeout=60,
         )
+        seeing_after = time.monotonic() - restarted
         load.concurrency(12)
         wait_for(
             "a scale-up decided on the restored metrics",
             lambda: (twin.autoscaling().get("desiredReplicas") or 0) > 1,
             timeout=60,
+        )
+        print(
+            f"FIGURES prometheus: MetricsAvailable=False {blind_after:.1f} s after the stop, "
+            f"True {seeing_after:.1f} s after the restart"
         )
 
 
@@ -482,8 +496,10 @@ def test_replicas_follow_sustained_load_and_shrink_only_after_stabilisation(
     door = serving(twin, 1)
     with Load(door, served_model(door)) as load:
         load.concurrency(12)  # 12 in the system at 4 per replica: 3 replicas
+        loaded = time.monotonic()
         wait_for("3 desired replicas", lambda: twin.autoscaling().get("desiredReplicas") == 3, 60)
         assert twin.autoscaling()["reason"] in ("ScaleUp", "ScaleUpPanic")
+        up_after = time.monotonic() - loaded
         assert twin.deployment_replicas() == 3
         serving(twin, 3)
         sims = twin.ready_simulators()
@@ -515,6 +531,10 @@ def test_replicas_follow_sustained_load_and_shrink_only_after_stabilisation(
         assert scaled["reason"] == "ScaleDown"
         waited = stamp(scaled["lastScaleTime"]) - idle
         assert waited >= 20 - 1, f"scaled down {waited:.0f} s after the load stopped"
+        print(
+            f"FIGURES replicas: 3 desired {up_after:.1f} s after load 12; "
+            f"scaled down {waited:.1f} s after the load stopped (stabilisation 20 s)"
+        )
         reasons = twin.kube.event_reasons(NAME)
         assert reasons.count("Scaled") >= 2
 
@@ -527,7 +547,7 @@ def test_gpus_exhausted_leaves_pods_pending_and_stops_asking(
     twin.kube.create(
         qwen(
             gpu={"type": "A100-40GB"},
-            gpusPerReplica=4,
+            tensorParallelSize=4,
             speculation={"mode": "Never"},
             autoscaling={"minReplicas": 1, "maxReplicas": 6, "targetConcurrencyPerReplica": 2},
         )
