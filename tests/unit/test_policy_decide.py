@@ -172,3 +172,33 @@ def test_random_observations_never_raise_leave_bounds_or_toggle_faster_than_the_
         assert all(g >= spec.speculation.min_switch_interval_s for g in gaps)
     else:
         assert len(switches) <= 1
+
+
+def test_a_table_rendered_from_priors_is_refined_once_the_fit_sees_high_load() -> None:
+    from policy_support import ToyEff
+
+    from specops.policy.table import k_for_batch
+
+    truth = ToyEff(compute=0.125)  # GEMMs twice as slow as the prior: invisible at batch 1
+    spec = toy_spec(per_batch_size_table=True, table_supported=True)
+    state = initial_state(spec, 1)
+    history: list[Observation] = []
+    renders: list[tuple[float, tuple[tuple[int, int, int], ...]]] = []
+    t = 0.0
+    for running, seconds in ((1, 120), (150, 900)):
+        end = t + seconds
+        while t < end:
+            t += 15
+            k = state.speculation.current_k
+            if state.table is not None and state.speculation.active:
+                k = k_for_batch(state.table, running)
+            history.append(observed(t, running, k=k, eff=truth))
+            d = decide(spec, history[-120:], state, t)
+            if d.speculation_changed and d.state.table is not None:
+                renders.append((t, d.state.table))
+            state = d.state
+    assert len(renders) == 2, renders
+    (first_at, first), (second_at, second) = renders
+    assert second_at - first_at >= spec.speculation.min_switch_interval_s
+    # the refined table drafts less at the observed batch: verification is dearer than believed
+    assert k_for_batch(second, 150) < k_for_batch(first, 150)

@@ -212,7 +212,9 @@ def decide(
         return _blind(state, latest, now)
     usable = [o for o in recent if o.available]
 
-    model = spec.cost.fit(operating_points(spec, usable))
+    # The fit uses every observation the caller kept (older operating points, e.g. with
+    # another k, are what makes the terms identifiable); the window only bounds the load.
+    model = spec.cost.fit(operating_points(spec, [o for o in observations if o.available]))
     # Load for the speculation decision: the stable window's mean running per replica.
     stable = [o for o in usable if o.at >= now - spec.replicas.stable_window_s - 1e-9] or [latest]
     batch = sum(o.running_per_replica or 0.0 for o in stable) / len(stable)
@@ -310,6 +312,30 @@ def decide(
     if not table_mode:
         table = None
     spec_changed = spec_out.changed
+    settings = spec.speculation
+    if (
+        table_mode
+        and table is not None
+        and not spec_changed
+        and spec_out.state.active
+        and state.speculation.active
+        and table == state.table
+        and (
+            state.speculation.last_switch_at is None
+            or now - state.speculation.last_switch_at >= settings.min_switch_interval_s
+        )
+    ):
+        # The table does not depend on the load, only on the fitted model and the measured
+        # profile; as they learn (e.g. compute efficiency, invisible at batch 1) a fresh table
+        # may be worth a restart. Same price as any switch, but a refinement, not a flip.
+        fresh = speculation_table(model, spec_out.belief, context, settings.max_k, spec.max_batch)
+        if fresh != table:
+            k_old, k_new = k_for_batch(table, batch), k_for_batch(fresh, batch)
+            old_tp = model.predict(batch, context, k_old, spec_out.belief).tokens_per_s
+            new_tp = model.predict(batch, context, k_new, spec_out.belief).tokens_per_s
+            bar = max(settings.table_refresh_gain, settings.restart_s / settings.amortisation_s)
+            if old_tp > 0 and new_tp / old_tp - 1 > bar:
+                table = fresh
     if table_mode and spec_out.state.active and state.speculation.active and table != state.table:
         # A first render (or a re-render while on) restarts the pods like any switch: it is
         # reported as a change and starts the minimum interval.

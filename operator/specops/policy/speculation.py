@@ -57,6 +57,8 @@ class SpeculationSettings:
     prior_half_life_s: float = 900.0
     """Age at which a measured profile counts half, the drafter prior the other half."""
     max_k: int = 5
+    table_refresh_gain: float = 0.05
+    """Predicted gain at the current load that justifies re-rendering the dynamic table."""
 
     @property
     def required_gain(self) -> float:
