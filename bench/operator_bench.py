@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
         )  # fmt: skip
     figures: dict[str, Any] = {}
+    failure = ""
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -249,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         created = time.monotonic() - t0
+        reported = 0
         while len(statuses.seen) < args.burst_count:
+            if len(statuses.seen) >= reported + 100:
+                reported = len(statuses.seen) // 100 * 100
+                print(
+                    f"  {reported} reconciled after {time.monotonic() - t0:.0f} s", file=sys.stderr
+                )
             try:
                 statuses.changed.get(timeout=120)
             except queue.Empty:
@@ -267,9 +274,15 @@ def main(argv: list[str] | None = None) -> int:
         total = samples.get('specops_reconcile_duration_seconds_sum{outcome="applied"}', 0.0)
         figures["reconciles"] = int(cycles)
         figures["mean_reconcile_ms"] = round(1000 * total / cycles, 1) if cycles else None
+    except SystemExit as exc:
+        failure = str(exc)
     finally:
         proc.terminate()
-        proc.wait(timeout=60)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
         for ns in (ns_latency, ns_burst):
             with contextlib.suppress(client.exceptions.ApiException):
                 core.delete_namespace(ns)
@@ -278,6 +291,10 @@ def main(argv: list[str] | None = None) -> int:
 
             cluster.down(started_cluster)
 
+    if failure:
+        print(f"operator benchmark failed: {failure} (operator log: {log_path})", file=sys.stderr)
+        print(f"partial figures: {json.dumps(figures)}", file=sys.stderr)
+        return 1
     print(f"operator benchmark ({os.cpu_count()} CPUs, kube-apiserver 1.34 on loopback)")
     print(
         f"  create -> Deployment, n={figures['latency_count']}: p50 {figures['p50_ms']} ms"
