@@ -118,8 +118,6 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": kubeconfig,
             "SPECOPS_HUB_ENDPOINT": hub_endpoint,
-            # Loopback only: nothing listens there, the policy sees "no metrics".
-            "SPECOPS_PROMETHEUS_URL": "http://127.0.0.1:9",
             "SPECOPS_LEASE_NAMESPACE": namespace,
             "SPECOPS_LEASE_DURATION_SECONDS": "4",
             "SPECOPS_LEASE_RENEW_SECONDS": "1",
