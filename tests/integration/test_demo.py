@@ -21,6 +21,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from specops.prom import PromClient
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +86,10 @@ def test_demo_runs_the_operator_under_its_service_account_and_reports(
     assert any(s["tokens_per_s"] for s in samples), "Prometheus never saw the replica"
     assert data["meta"]["requests_ok"] > 0 and not data["meta"]["load_error"]
     assert any(e["reason"] == "ModelsResolved" for e in data["events"])
+    # Prometheus scrapes the operator pod's /metrics on its loopback port, as in a cluster.
+    prom = PromClient(data["meta"]["prometheus_url"])
+    operator_targets = prom.targets(job="specops-operator")
+    assert [t.health for t in operator_targets] == ["up"], operator_targets
     # ... and it did so under the chart's RBAC, without a single 403.
     assert data["operator"]["pods"], "no operator pod was run"
     assert data["operator"]["forbidden"] == 0
