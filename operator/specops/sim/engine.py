@@ -272,11 +272,16 @@ class Engine:
         natural_stop: bool = False,
         key: object = None,
         profile: AcceptanceProfile | None = None,
+        cached_tokens: int = 0,
     ) -> Request:
         """Queue a request; ``natural_stop`` reports ``stop`` instead of ``length`` at the end.
 
         ``profile`` overrides the engine's acceptance profile for this request
         (traffic that mixes tasks: code accepts more drafts than chat).
+        ``cached_tokens`` leading prompt tokens hit the prefix cache (a
+        conversation's earlier turns): they take KV blocks but no prefill
+        compute; at least the last prompt token is always computed, as in
+        vLLM. A preempted request recomputes its whole prompt.
 
         Raises ``ValueError`` for a request vLLM would reject (too long for
         ``max_model_len``).
@@ -285,6 +290,8 @@ class Engine:
             raise ValueError("a prompt needs at least one token")
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
+        if cached_tokens < 0:
+            raise ValueError("cached_tokens must not be negative")
         if prompt_tokens + max_tokens > self.config.max_model_len:
             raise ValueError(
                 f"This model's maximum context length is {self.config.max_model_len} tokens. "
@@ -300,6 +307,7 @@ class Engine:
             key=key,
         )
         request.profile = profile
+        request.computed = min(cached_tokens, prompt_tokens - 1)
         request.accept_key = rng_key(self.config.seed, PURPOSE_ACCEPT, request.number)
         self._next_number += 1
         self.waiting.append(request)
