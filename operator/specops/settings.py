@@ -13,6 +13,7 @@ import os
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -156,10 +157,27 @@ class OperatorSettings(BaseSettings):
                 raise ValueError(f"{name!r} is not a namespace name")
         return value
 
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL with a host")
+        return value
+
     @model_validator(mode="after")
     def _timings(self) -> OperatorSettings:
         if self.lease_renew_seconds >= self.lease_duration_seconds:
             raise ValueError("lease_renew_seconds must be shorter than lease_duration_seconds")
+        return self
+
+    @model_validator(mode="after")
+    def _loop_tuning(self) -> OperatorSettings:
+        # The closed loop's SPECOPS_POLICY_* knobs are checked at start-up too, so a bad
+        # one is a one-line error of `specops run`, not a failure at the first evaluation.
+        from specops.controller.policy_inputs import load_tuning
+
+        load_tuning()
         return self
 
     @property

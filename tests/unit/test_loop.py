@@ -417,3 +417,42 @@ def test_restart_renders_the_stored_decision(stored_active: bool, expect_overrid
     else:
         assert got is not None and not got.render.speculation_active
         assert got.speculation.reason == "SpeculationCostsThroughput"
+
+
+@pytest.mark.parametrize(
+    ("spec", "wanted"),
+    [
+        ({"speculator": {"model": "d"}}, True),
+        ({"speculator": {"model": "d"}, "speculation": {"mode": "Always"}}, False),
+        ({"autoscaling": {"minReplicas": 1, "maxReplicas": 3}}, True),
+        ({"replicas": 2, "autoscaling": {"minReplicas": 1, "maxReplicas": 3}}, False),
+        ({"autoscaling": {"minReplicas": "x"}}, False),
+        ({}, False),
+    ],
+    ids=[
+        "Auto speculation is evaluated",
+        "pinned speculation without a range is not",
+        "an autoscaling range is evaluated",
+        "pinned replicas are not",
+        "an unreadable spec is left to the reconcile",
+        "plain serving at fixed replicas is not",
+    ],
+)
+def test_which_resources_the_evaluation_visits(spec: dict[str, Any], wanted: bool) -> None:
+    from specops.controller.handlers import wants_policy_body
+
+    assert wants_policy_body({"spec": spec}) is wanted
+
+
+def test_specops_run_settings_reject_a_bad_loop_knob_or_prometheus_url(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from specops.settings import load_settings
+
+    monkeypatch.setenv("SPECOPS_POLICY_DWELL_SECONDS", "-3")
+    with pytest.raises(SettingsError, match="SPECOPS_POLICY_DWELL_SECONDS") as info:
+        load_settings()
+    assert "\n" not in str(info.value)
+    monkeypatch.delenv("SPECOPS_POLICY_DWELL_SECONDS")
+    with pytest.raises(SettingsError, match="SPECOPS_PROMETHEUS_URL"):
+        load_settings(prometheus_url="prometheus:9090")
