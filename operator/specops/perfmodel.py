@@ -29,8 +29,12 @@ routed to ``topk`` of ``E`` experts touch ``E * (1 - (1 - topk/E)^n)``
 experts per layer on average, which is why verifying ``k + 1`` tokens costs
 an MoE far more than a dense model (calibration point C9).
 
-The hardware efficiency terms live in :class:`Efficiencies`; the simulator
-uses the calibrated defaults (``docs/simulator.md``), the policy fits them
+The hardware efficiency terms live in :class:`Efficiencies`. Device terms
+belong to the GPU; host terms (per-step and per-token overheads) belong to
+the serving framework as well, so :data:`FRAMEWORKS` adjusts them: vLLM is
+the calibrated default, SGLang hides its host work behind the GPU in plain
+decoding but not under EAGLE (C3). The simulator uses the calibrated
+defaults (``docs/simulator.md``), the policy fits them
 online from observed inter-token latency and batch size. Everything here is
 plain float arithmetic on precomputed constants (:class:`Replica`) because
 the policy evaluates it thousands of times per decision.
@@ -124,16 +128,18 @@ DEFAULT = Efficiencies(
     drafter_step_ms=0.68,
     spec_per_token_us=16.0,
 )
-"""Fitted on the H100 points (C1, C2, C5, C3); the prior for any GPU without its own fit.
+"""vLLM on an H100 (C1, C2, C5); the prior for any GPU without its own fit.
 
 ``per_seq_us`` and ``spec_per_token_us`` (host bookkeeping per running sequence,
-and rejection sampling / draft bookkeeping per verified token) come from C3's
-decline of the EAGLE-3 speedup with batch size; the others from C1, C2, C5."""
+and rejection sampling / draft bookkeeping per verified token) shape how the
+EAGLE-3 speedup declines with batch size: C5's per-sequence slope bounds the
+first, and vLLM's own speedup table (C4, RTX 3090) holds both; C3's table is
+SGLang's (:data:`FRAMEWORKS`). The others come from C1, C2, C5."""
 
 DEFAULTS: dict[tuple[str, str], Efficiencies] = {
     ("H100-80GB", "dense"): DEFAULT,
 }
-"""Calibrated priors by (GPU catalogue name, model family ``dense``|``moe``)."""
+"""Calibrated priors by (GPU catalogue name, model family ``dense``|``moe``), as vLLM serves."""
 
 MOE_COMPUTE_FACTOR = 0.5
 """Grouped expert GEMMs reach about half the dense GEMM efficiency (prior, C9)."""
@@ -143,25 +149,61 @@ MOE_EXTRA_OVERHEAD_MS = 1.3
 cost about 1.3 ms more per step than a dense model's kernels (prior: it puts
 gpt-oss-120B's single-stream TPOT on an H200 near 3.9 ms, ~255 tokens/s)."""
 
+FRAMEWORKS: dict[str, dict[str, float]] = {
+    "vllm": {},
+    "sglang": {
+        "overhead_ms": 0.6,
+        "spec_overhead_ms": 0.15,
+        "spec_per_token_us": 28.0,
+    },
+}
+"""Host-cost terms that differ by serving framework (the device terms do not).
 
-def default_efficiencies(gpu: str, family: str = "dense") -> Efficiencies:
-    """The calibrated prior for a GPU and model family, falling back to the H100 fit.
+``vllm`` is the calibrated default. ``sglang`` (fitted on C3, EAGLE-3 in
+SGLang on an H100):
 
-    MoE models without their own entry take the dense entry with the compute
+* ``overhead_ms`` 0.6: SGLang's overlap scheduler prepares the next batch on
+  the CPU while the GPU runs the current one, so a plain decode step pays
+  only the GPU-side gaps. It puts Llama-3.1-8B's batch-1 TPOT at 6.4 ms,
+  SGLang's published 158 tokens/s on MT-bench (SGLang docs, one H100).
+* ``spec_overhead_ms`` 0.15 and ``spec_per_token_us`` 28: SGLang turns the
+  overlap scheduler off for EAGLE (``server_args.py``: "Overlap scheduler is
+  disabled because of using eagle speculative decoding"), so a speculative
+  step's host work runs in series with the GPU; its draft loop and verify
+  are CUDA graphs with little fixed cost, but the per-request work after
+  verification (accepting tokens and checking stop conditions per token,
+  assigning and freeing KV slots of rejected drafts) grows with the tokens
+  verified, about 28 µs each against vLLM's 16.
+"""
+
+
+def default_efficiencies(gpu: str, family: str = "dense", framework: str = "vllm") -> Efficiencies:
+    """The calibrated prior for a GPU, model family and serving framework.
+
+    Falls back to the H100 fit for GPUs without their own entry. MoE models
+    without their own entry take the dense entry with the compute
     efficiency scaled by :data:`MOE_COMPUTE_FACTOR` and
-    :data:`MOE_EXTRA_OVERHEAD_MS` added to the per-step overhead.
+    :data:`MOE_EXTRA_OVERHEAD_MS` added to the per-step overhead. A
+    framework other than ``vllm`` replaces the host-cost terms listed in
+    :data:`FRAMEWORKS`.
     """
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"unknown serving framework {framework!r}; known: {sorted(FRAMEWORKS)}")
     found = DEFAULTS.get((gpu, family))
-    if found is not None:
+    if found is None:
+        found = DEFAULTS.get((gpu, "dense"), DEFAULT)
+        if family == "moe":
+            found = replace(
+                found,
+                compute=found.compute * MOE_COMPUTE_FACTOR,
+                overhead_ms=found.overhead_ms + MOE_EXTRA_OVERHEAD_MS,
+            )
+    changes = FRAMEWORKS[framework]
+    if not changes:
         return found
-    dense = DEFAULTS.get((gpu, "dense"), DEFAULT)
-    if family == "moe":
-        return replace(
-            dense,
-            compute=dense.compute * MOE_COMPUTE_FACTOR,
-            overhead_ms=dense.overhead_ms + MOE_EXTRA_OVERHEAD_MS,
-        )
-    return dense
+    if "overhead_ms" in changes and family == "moe":
+        changes = {**changes, "overhead_ms": changes["overhead_ms"] + MOE_EXTRA_OVERHEAD_MS}
+    return replace(found, **changes)
 
 
 def _weight_size(arch: ModelArch) -> tuple[float, float]:
@@ -268,9 +310,9 @@ class Replica:
             family="moe" if verifier.is_moe else "dense",
         )
 
-    def default_efficiencies(self) -> Efficiencies:
-        """The calibrated prior for this replica's GPU and model family."""
-        return default_efficiencies(self.gpu.name, self.family)
+    def default_efficiencies(self, framework: str = "vllm") -> Efficiencies:
+        """The calibrated prior for this replica's GPU and model family under ``framework``."""
+        return default_efficiencies(self.gpu.name, self.family, framework)
 
 
 def forward_seconds(

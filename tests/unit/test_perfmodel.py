@@ -105,3 +105,25 @@ def test_a_prediction_costs_microseconds(llama8b: pm.Replica) -> None:
     for batch in range(1, 1001):
         pm.decode_step_seconds(llama8b, batch, 1000, 3)
     assert time.perf_counter() - start < 0.5
+
+
+def test_sglang_hides_host_work_in_plain_decode_but_not_under_eagle(llama8b: pm.Replica) -> None:
+    vllm, sglang = llama8b.default_efficiencies(), llama8b.default_efficiencies("sglang")
+    assert vllm == pm.default_efficiencies("H100-80GB", "dense", "vllm") == pm.DEFAULT
+    # Device terms are the hardware's; only host costs differ by framework.
+    assert (sglang.bandwidth, sglang.compute) == (vllm.bandwidth, vllm.compute)
+    # Overlap scheduler: a plain decode step is cheaper (SGLang's 158 tokens/s at batch 1) ...
+    plain = pm.decode_step_seconds(llama8b, 1, 300, 0, sglang)
+    assert plain < pm.decode_step_seconds(llama8b, 1, 300, 0, vllm)
+    assert 1 / plain == pytest.approx(158, rel=0.05)
+    # ... while EAGLE turns it off, so speculative steps grow faster with the batch.
+    growth = {
+        name: pm.decode_step_seconds(llama8b, 64, 1024, 3, eff)
+        - pm.decode_step_seconds(llama8b, 2, 1024, 3, eff)
+        for name, eff in (("vllm", vllm), ("sglang", sglang))
+    }
+    assert growth["sglang"] > growth["vllm"]
+    moe = pm.default_efficiencies("H100-80GB", "moe", "sglang")
+    assert moe.overhead_ms == pytest.approx(sglang.overhead_ms + pm.MOE_EXTRA_OVERHEAD_MS)
+    with pytest.raises(ValueError, match="framework"):
+        pm.default_efficiencies("H100-80GB", "dense", "tgi")
