@@ -1,13 +1,13 @@
 """The simulator against published measurements (calibration.md C1-C9), table printed.
 
-Four points sit outside their stated tolerance, for reasons the smooth
-roofline cannot express (docs/simulator.md, "Known gaps"): C3 at batch 4, 24
-and 32 (SGLang's speedup drops sharply between batch 4 and 32, then stays
-flat; any linear step-time model with physical coefficients declines
-gradually), and C4 at batch 56 (the RTX 3090's 24 GB run out of KV cache with
-the drafter loaded; the steady-state check does not model memory). They are
-held to a wider band here so they cannot drift unnoticed, and a strict xfail
-records that they still miss the stated tolerance.
+Every point is held to the tolerance the issue states but one: C4 at batch
+56 (model 1.16, published 1.01, tolerance ±0.10). The RTX 3090's KV cache
+does bind there in the engine (the speculative run preempts more than the
+plain one), but on MT-bench's 80 conversations the end-of-run drain keeps
+the mean running batch near 30 at a nominal 48 and at 56 alike, so the
+model cannot reproduce the drop from 1.21 to 1.01 between them
+(docs/simulator.md, "Known gap"). It is held to a wider band so it cannot
+drift unnoticed, and a strict xfail records that it still misses.
 """
 
 from __future__ import annotations
@@ -19,14 +19,10 @@ from typing import Any
 import pytest
 
 from specops.sim import calibration as cal
+from specops.sim import engine as eng
 
 HUB = Path(__file__).resolve().parents[1] / "fixtures" / "hub"
-KNOWN_GAPS = {
-    ("C3", "throughput ratio, batch 4"),
-    ("C3", "throughput ratio, batch 24"),
-    ("C3", "throughput ratio, batch 32"),
-    ("C4", "throughput ratio, batch 56"),
-}
+KNOWN_GAPS = {("C4", "throughput ratio, batch 56")}
 GAP_BAND = 0.20
 
 
@@ -35,6 +31,12 @@ def checks() -> list[cal.Check]:
     results = cal.run_all()
     print("\n" + cal.format_table(results))
     return results
+
+
+def test_the_table_shows_model_and_published_values(checks: list[cal.Check]) -> None:
+    table = cal.format_table(checks)
+    assert table.count("\n") == len(checks) + 1
+    assert "| C3 | throughput ratio, batch 32 |" in table
 
 
 def test_every_point_is_checked(checks: list[cal.Check]) -> None:
@@ -58,9 +60,45 @@ def test_known_gaps_stay_within_a_wider_band(checks: list[cal.Check]) -> None:
             assert abs(c.model - c.published) <= GAP_BAND, (c.point, c.what, c.model)
 
 
-@pytest.mark.xfail(strict=True, reason="documented calibration gaps (docs/simulator.md)")
+def test_c3_holds_at_every_batch(checks: list[cal.Check]) -> None:
+    c3 = [c for c in checks if c.point == "C3"]
+    assert all(c.ok for c in c3), [(c.what, round(c.model, 3), c.published) for c in c3]
+
+
+@pytest.mark.xfail(strict=True, reason="C4 batch 56: model 1.16 vs 1.01 (docs/simulator.md)")
 def test_known_gaps_meet_the_stated_tolerance(checks: list[cal.Check]) -> None:
     assert all(c.ok for c in checks if (c.point, c.what) in KNOWN_GAPS)
+
+
+def test_mtbench_conversations_are_fixed_and_two_turn() -> None:
+    conversations = cal.mtbench_conversations()
+    assert conversations == cal.mtbench_conversations()
+    assert len(conversations) == cal.MTBENCH_QUESTIONS == 80
+    for c in conversations:
+        (prompt, answer), (follow_up, second) = c.first, c.second
+        lo, hi = cal.MTBENCH_ANSWER_TOKENS
+        assert lo <= answer <= hi and lo <= second <= hi
+        assert follow_up > prompt + answer  # the second turn carries the first
+
+
+def test_a_second_turn_prefills_only_its_new_tokens() -> None:
+    replica = cal.llama8b_replica(drafter=False)
+    config = cal.engine_config(replica, k=0, profile=None, verifier=cal.LLAMA_3_1_8B)
+    engine = eng.Engine(config)
+    engine.add_request(900, 8, cached_tokens=800)
+    step = engine.step(0.0)
+    assert step is not None and step.prompt_tokens == 100
+    assert engine.running[0].blocks == -(-900 // eng.BLOCK_SIZE)  # the cached KV still counts
+
+
+def test_mtbench_drain_lowers_throughput_at_a_batch_near_the_question_count() -> None:
+    replica = cal.llama8b_replica(drafter=False)
+    config = cal.engine_config(replica, k=0, profile=None, verifier=cal.LLAMA_3_1_8B)
+    # 64 threads on 80 questions: the last conversations run nearly alone. Four
+    # times the questions (same lengths) keep the batch full for longer.
+    mtbench = cal.mtbench_throughput(config, 64)
+    longer = cal.mtbench_throughput(config, 64, cal.mtbench_conversations() * 4)
+    assert mtbench < 0.85 * longer
 
 
 @pytest.mark.parametrize(
