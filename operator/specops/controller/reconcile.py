@@ -124,6 +124,7 @@ class Reconciler:
         self.clock = clock
         self.options = RenderOptions(hf_endpoint=settings.hub_endpoint)
         self._locks: dict[str, asyncio.Lock] = {}
+        self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
         self._children: dict[str, frozenset[tuple[str, str, str]]] = {}
         self._last: dict[str, Findings] = {}
         #: The closed loop (speculation + autoscaling from Prometheus); see controller.loop.
@@ -138,8 +139,10 @@ class Reconciler:
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid", ""))
         lock = self._locks.setdefault(uid, asyncio.Lock())
-        started = time.monotonic()
-        async with lock:
+        # A slot first, then the resource's lock: every lock holder owns a slot, so
+        # waiting for a lock while holding a slot cannot deadlock.
+        async with self._slots, lock:
+            started = time.monotonic()
             try:
                 if trigger in REFETCH_TRIGGERS:
                     # Read inside the lock: a body listed or queued earlier may predate
