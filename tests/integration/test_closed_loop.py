@@ -100,6 +100,12 @@ class Twin:
     def condition(self, type_: str) -> dict[str, Any]:
         return self.kube.condition(NAME, type_) or {}
 
+    def rolling_update(self) -> dict[str, Any]:
+        dep = self.kube.deployment(NAME)
+        assert dep is not None
+        rolling = dep.spec.strategy.rolling_update
+        return {"maxSurge": rolling.max_surge, "maxUnavailable": rolling.max_unavailable}
+
     def deployment_replicas(self) -> int | None:
         dep = self.kube.deployment(NAME)
         return None if dep is None else int(dep.spec.replicas)
@@ -317,7 +323,8 @@ def test_speculation_turns_off_under_saturation_stays_off_and_comes_back_after_d
     while off, the belief decays toward the task prior (summarization, 0.63),
     which still says "off" at 64 but "on" once the load is gone.
     """
-    operator = start_operator(SPECOPS_POLICY_ACCEPTANCE_PRIOR="summarization")
+    prior = {"SPECOPS_POLICY_ACCEPTANCE_PRIOR": "summarization"}
+    operator = start_operator(**prior)
     twin.kube.create(qwen())
     door = serving(twin, 1)
     with Acceptance(twin) as acceptance, Load(door, served_model(door)) as load:
@@ -337,6 +344,8 @@ def test_speculation_turns_off_under_saturation_stays_off_and_comes_back_after_d
         # alpha 0.4 at k=3 emits 1 + 0.4 + 0.16 + 0.064 = 1.62 tokens per step
         assert 1.45 < float(spec["meanAcceptanceLength"]) < 1.8, measured
         assert twin.speculating_pods() == {True}
+        low = twin.condition("SpeculationActive")
+        print(f"FIGURES low load: {low['reason']}: {low['message']}")
 
         # ---- saturation: off within a bounded number of evaluations, with the cost reason
         load.concurrency(64)
@@ -348,17 +357,23 @@ def test_speculation_turns_off_under_saturation_stays_off_and_comes_back_after_d
         # stable window (8 s) + dwell (6 s) + evaluations at 2 s, with room for 2 slow cores
         assert took < 60, f"took {took:.0f} s"
         switched_off = stamp(spec["lastTransitionTime"])
+        # GPUs were free: the new pod started before the old one stopped
+        assert twin.rolling_update() == {"maxSurge": 1, "maxUnavailable": 0}
         wait_for(
             "every pod restarted without drafting", lambda: twin.speculating_pods() == {False}, 90
         )
 
-        # ---- no flapping while the load stays high
+        # ---- no flapping while the load stays high, across an operator restart too:
+        # the new process reads the switch time and the measured acceptance from status
+        operator.stop()
+        operator = start_operator(**prior)
         stays_quiet(
             "speculation under sustained load",
             lambda: twin.speculation().get("active"),
             30,
         )
         assert "SpeculationEnabled" not in twin.kube.event_reasons(NAME)
+        assert twin.speculating_pods() == {False}
 
         # ---- load falls: back on after the dwell, never before the minimum interval
         load.concurrency(1)
@@ -576,3 +591,5 @@ def test_gpus_exhausted_leaves_pods_pending_and_stops_asking(
         assert twin.autoscaling()["desiredReplicas"] == asked
         assert twin.deployment_replicas() == asked
         assert len(twin.ready_simulators()) == 2
+        # no surge pod while pods wait for GPUs: a roll would go one pod at a time
+        assert twin.rolling_update() == {"maxSurge": 0, "maxUnavailable": 1}
