@@ -9,7 +9,7 @@ from policy_support import ToyEff, toy_step
 
 from specops.policy.acceptance import AcceptanceProfile
 from specops.policy.costmodel import CostModel
-from specops.policy.table import k_for_batch, speculation_table
+from specops.policy.table import k_for_batch, merge_tables, speculation_table
 
 MODEL = CostModel(toy_step, ToyEff()).prior_model()
 PROFILE = AcceptanceProfile.flat(0.75)
@@ -37,3 +37,25 @@ def test_a_wider_margin_gives_fewer_band_boundaries() -> None:
     narrow = speculation_table(MODEL, PROFILE, 1024, max_k=5, max_batch=256, margin=0.0)
     wide = speculation_table(MODEL, PROFILE, 1024, max_k=5, max_batch=256, margin=0.15)
     assert len(wide) < len(narrow)
+
+
+@pytest.mark.parametrize(
+    ("fresh", "up_to", "expected"),
+    [
+        (((1, 10, 2), (11, 20, 0)), 20, ((1, 10, 2), (11, 20, 0))),
+        (((1, 10, 2), (11, 20, 0)), 12, ((1, 10, 2), (11, 12, 0), (13, 20, 2))),
+        (((1, 20, 4),), 20, ((1, 20, 2),)),
+    ],
+    ids=[
+        "a refinement seen everywhere is taken where it drafts less",
+        "beyond the largest observed batch the rendered K stays",
+        "a refinement never drafts more than the rendered table",
+    ],
+)
+def test_refinements_only_draft_less_and_only_where_observed(
+    fresh: tuple[tuple[int, int, int], ...],
+    up_to: int,
+    expected: tuple[tuple[int, int, int], ...],
+) -> None:
+    current = ((1, 20, 2),)
+    assert merge_tables(fresh, current, up_to=up_to, max_batch=20) == expected

@@ -34,7 +34,7 @@ from specops.policy.speculation import (
     learn,
 )
 from specops.policy.speculation import evaluate as evaluate_speculation
-from specops.policy.table import Band, k_for_batch, speculation_table
+from specops.policy.table import Band, k_for_batch, merge_tables, speculation_table
 
 METRICS_AVAILABLE = "MetricsAvailable"
 
@@ -287,7 +287,9 @@ def decide(
     tpot_target = model.predict(target, context, k_now, belief_now).tpot_s
 
     def latency_scale(running: float) -> float:
-        return tpot_target / model.predict(running, context, k_now, belief_now).tpot_s
+        # Only inflate a lightly loaded fleet's concurrency; above the target batch the
+        # fleet is not in steady state (requests pile up), and the raw count is the signal.
+        return max(1.0, tpot_target / model.predict(running, context, k_now, belief_now).tpot_s)
 
     rep_out = evaluate_replicas(
         state=state.replicas,
@@ -328,13 +330,23 @@ def decide(
         # The table does not depend on the load, only on the fitted model and the measured
         # profile; as they learn (e.g. compute efficiency, invisible at batch 1) a fresh table
         # may be worth a restart. Same price as any switch, but a refinement, not a flip.
-        fresh = speculation_table(model, spec_out.belief, context, settings.max_k, spec.max_batch)
+        derived = speculation_table(model, spec_out.belief, context, settings.max_k, spec.max_batch)
+        # Learn only where the fit has seen data: bands above the largest observed batch keep
+        # their K (the fit extrapolates there). And refinements only ever draft less: while a
+        # band drafts nothing its speculation cost is not observed, and a fit drifting back
+        # toward the priors must not flip it on again (that is a switch, through the band).
+        seen = max((o.running_per_replica or 0.0) for o in observations if o.available)
+        fresh = merge_tables(derived, table, up_to=int(seen), max_batch=spec.max_batch)
         if fresh != table:
-            k_old, k_new = k_for_batch(table, batch), k_for_batch(fresh, batch)
-            old_tp = model.predict(batch, context, k_old, spec_out.belief).tokens_per_s
-            new_tp = model.predict(batch, context, k_new, spec_out.belief).tokens_per_s
+            # the best predicted gain at a load the stable window actually saw
+            gains = []
+            for obs in stable:
+                b = obs.running_per_replica or 1.0
+                old_tp = model.predict(b, context, k_for_batch(table, b), spec_out.belief)
+                new_tp = model.predict(b, context, k_for_batch(fresh, b), spec_out.belief)
+                gains.append(new_tp.tokens_per_s / old_tp.tokens_per_s - 1)
             bar = max(settings.table_refresh_gain, settings.restart_s / settings.amortisation_s)
-            if old_tp > 0 and new_tp / old_tp - 1 > bar:
+            if max(gains, default=0.0) > bar:
                 table = fresh
     if table_mode and spec_out.state.active and state.speculation.active and table != state.table:
         # A first render (or a re-render while on) restarts the pods like any switch: it is

@@ -51,3 +51,25 @@ def k_for_batch(table: tuple[Band, ...], batch: float) -> int:
         if lo <= b <= hi:
             return k
     return table[-1][2] if table else 0
+
+
+def merge_tables(
+    fresh: tuple[Band, ...], current: tuple[Band, ...], *, up_to: int, max_batch: int
+) -> tuple[Band, ...]:
+    """``fresh`` where it drafts less than ``current`` at batches up to ``up_to``, else ``current``.
+
+    The policy's refinement of a rendered table: it changes only where the
+    cost model has observed the replica, and only toward less drafting.
+    """
+    ks = []
+    for batch in range(1, max_batch + 1):
+        old = k_for_batch(current, batch)
+        new = k_for_batch(fresh, batch)
+        ks.append(new if batch <= up_to and new < old else old)
+    bands: list[list[int]] = []
+    for batch, k in enumerate(ks, start=1):
+        if bands and bands[-1][2] == k:
+            bands[-1][1] = batch
+        else:
+            bands.append([batch, batch, k])
+    return tuple((lo, hi, k) for lo, hi, k in bands)
