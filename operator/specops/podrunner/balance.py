@@ -36,3 +36,17 @@ class LeastOutstanding:
         tied = [b for b in ready if b.outstanding == fewest]
         self._turn += 1
         return tied[self._turn % len(tied)]
+
+
+def probe_readiness(
+    *, ok: bool, was_ready: bool, alive: bool, failures: int, threshold: int
+) -> bool:
+    """Readiness after one ``/health`` probe, with a kubelet's ``failureThreshold``.
+
+    One success makes a replica ready; a ready replica stays ready until
+    ``threshold`` consecutive probes fail, so a busy replica that answers one probe
+    late keeps its in-flight requests. A dead process is unready at once.
+    """
+    if ok:
+        return True
+    return was_ready and alive and failures < threshold

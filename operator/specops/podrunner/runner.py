@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from specops.podrunner import plan, processes
-from specops.podrunner.balance import Backend
+from specops.podrunner.balance import Backend, probe_readiness
 from specops.podrunner.frontdoor import FrontDoor
 from specops.prom.filesd import TargetGroup, write_atomic, write_targets
 
@@ -43,6 +43,11 @@ class Options:
     load_time_s: float | None = None
     interval_s: float = 1.0
     health_interval_s: float = 0.5
+    health_timeout_s: float = 3.0
+    failure_threshold: int = 3
+    """Consecutive failed probes before a ready replica leaves the front door, as a
+    kubelet's readinessProbe ``failureThreshold``: one slow answer from a busy
+    replica on a loaded machine must not drop its in-flight capacity."""
     restart_backoff_s: float = 5.0
 
 
@@ -51,6 +56,7 @@ class Running:
     replica: plan.Replica
     sim: processes.SimProcess
     backend: Backend
+    failures: int = 0
 
 
 class PodRunner:
@@ -161,16 +167,24 @@ class PodRunner:
     async def _health_loop(self, stop: asyncio.Event) -> None:
         """Mark replicas ready while ``/health`` answers 200 (503 while the model loads)."""
         assert self._session is not None
-        probe_timeout = aiohttp.ClientTimeout(total=1.0)
+        probe_timeout = aiohttp.ClientTimeout(total=self.options.health_timeout_s)
 
         async def probe(r: Running) -> None:
-            ready = False
+            ok = False
             if r.sim.alive:
                 with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, OSError):
                     async with self._session.get(  # type: ignore[union-attr]
                         r.sim.url + "/health", timeout=probe_timeout
                     ) as resp:
-                        ready = resp.status == 200
+                        ok = resp.status == 200
+            r.failures = 0 if ok else r.failures + 1
+            ready = probe_readiness(
+                ok=ok,
+                was_ready=r.backend.ready,
+                alive=r.sim.alive,
+                failures=r.failures,
+                threshold=self.options.failure_threshold,
+            )
             if ready != r.backend.ready:
                 log.info("%s is %s", r.replica.key, "ready" if ready else "not ready")
             r.backend.ready = ready
