@@ -456,3 +456,28 @@ def test_specops_run_settings_reject_a_bad_loop_knob_or_prometheus_url(
     monkeypatch.delenv("SPECOPS_POLICY_DWELL_SECONDS")
     with pytest.raises(SettingsError, match="SPECOPS_PROMETHEUS_URL"):
         load_settings(prometheus_url="prometheus:9090")
+
+
+class ForbiddenPods:
+    """An API server whose RBAC does not grant ``pods list`` (an older install)."""
+
+    async def list_objects(
+        self, kind: Kind, namespace: str | None, *, label_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        from specops.kube.client import KubeError
+
+        raise KubeError(403, "Forbidden", "pods is forbidden", retryable=False)
+
+
+def test_pods_that_cannot_be_listed_do_not_fail_the_cycle() -> None:
+    res = resource(autoscaling={"minReplicas": 1, "maxReplicas": 4})
+    observer = PrometheusObserver(
+        f"http://127.0.0.1:{closed_port()}", timeout_s=2, clock=lambda: NOW
+    )
+    loop = PolicyLoop(observer, ForbiddenPods(), policy_inputs.LoopTuning(), clock=lambda: NOW)
+    base = decision.decide(res.spec, DRAFTER.config)
+    got = asyncio.run(loop.evaluate(res, plan_for(res), VERIFIER, DRAFTER, base, fresh=True))
+    assert got is not None and got.render.replicas == 1
+    conds = dict(got.conditions)
+    assert "ReplicasSchedulable" not in conds and conds["MetricsAvailable"].status == "False"
+    assert got.pods is None

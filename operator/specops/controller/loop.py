@@ -42,6 +42,7 @@ from specops.controller import policy_inputs
 from specops.controller.events import EventSpec
 from specops.controller.status import SpeculationVerdict, Verdict
 from specops.hub import ResolvedModel
+from specops.kube.client import KubeError
 from specops.kube.kinds import Kind
 from specops.observe import LabelNames, PrometheusObserver
 from specops.policy.decide import (
@@ -311,8 +312,17 @@ class PolicyLoop:
             log.warning("%s/%s: observation failed: %s", namespace, name, exc)
             return Observation.unavailable(self.clock(), window, f"observation failed: {exc}")
 
-    async def _census(self, namespace: str, name: str) -> PodCensus:
-        pods = await self.pods.list_objects(POD, namespace, label_selector=selector_string(name))
+    async def _census(self, namespace: str, name: str) -> PodCensus | None:
+        """The pods' state, or ``None`` when they cannot be listed (e.g. RBAC without
+        ``pods list``): the policy then assumes every desired replica runs, as before
+        pods were counted, rather than failing the whole cycle."""
+        try:
+            pods = await self.pods.list_objects(
+                POD, namespace, label_selector=selector_string(name)
+            )
+        except KubeError as exc:
+            log.warning("%s/%s: cannot list pods: %s", namespace, name, exc)
+            return None
         return census(pods)
 
     async def evaluate(
@@ -356,7 +366,8 @@ class PolicyLoop:
             mem.latest = observation
             horizon = now - spec.window_s
             mem.observations = [o for o in (*mem.observations, observation) if o.at >= horizon]
-            decision = decide(spec, mem.observations, mem.state, now, mem.pods.cluster)
+            cluster = mem.pods.cluster if mem.pods is not None else None
+            decision = decide(spec, mem.observations, mem.state, now, cluster)
             mem.state = decision.state
             mem.conditions = decision.conditions
             mem.evaluated = True
