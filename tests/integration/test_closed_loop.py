@@ -13,6 +13,7 @@ switches); every wait is a poll with a deadline.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import subprocess
@@ -496,7 +497,7 @@ def test_prometheus_stopped_holds_state_and_restarted_resumes_control(
 def test_replicas_follow_sustained_load_and_shrink_only_after_stabilisation(
     twin: Twin, start_operator: Callable[..., OperatorProcess]
 ) -> None:
-    start_operator()
+    operator = start_operator()
     twin.kube.create(
         qwen(
             speculation={"mode": "Never"},
@@ -516,6 +517,8 @@ def test_replicas_follow_sustained_load_and_shrink_only_after_stabilisation(
         assert twin.autoscaling()["reason"] in ("ScaleUp", "ScaleUpPanic")
         up_after = time.monotonic() - loaded
         assert twin.deployment_replicas() == 3
+        desired = f'specops_desired_replicas{{name="{NAME}",namespace="{twin.kube.ns}"}}'
+        assert operator.metrics()[desired] == 3.0
         serving(twin, 3)
         sims = twin.ready_simulators()
         nodes = {p.spec.node_name for p in twin.kube.pods(NAME) if p.status.phase == "Running"}
@@ -593,3 +596,37 @@ def test_gpus_exhausted_leaves_pods_pending_and_stops_asking(
         assert len(twin.ready_simulators()) == 2
         # no surge pod while pods wait for GPUs: a roll would go one pod at a time
         assert twin.rolling_update() == {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def test_dynamic_speculation_table_is_rendered_and_served(
+    twin: Twin, start_operator: Callable[..., OperatorProcess]
+) -> None:
+    """vLLM 0.33 takes num_speculative_tokens_per_batch_size: the loop renders the policy's."""
+    start_operator()
+    twin.kube.create(
+        qwen(speculation={"mode": "Auto", "windowSeconds": 60, "perBatchSizeTable": True})
+    )
+    door = serving(twin, 1)
+    with Load(door, served_model(door)) as load:
+        load.concurrency(2)
+
+        def table_args() -> list[list[int]] | None:
+            for pod in twin.kube.pods(NAME):
+                args = pod.spec.containers[0].args or []
+                if pod.metadata.deletion_timestamp or "--speculative-config" not in args:
+                    continue
+                config = json.loads(args[args.index("--speculative-config") + 1])
+                table = config.get("num_speculative_tokens_per_batch_size")
+                if table:
+                    return list(table)
+            return None
+
+        table = wait_for("a rendered speculation table", table_args, timeout=90)
+        # bands cover 1..max batch in order, K between 0 and the speculative config's k
+        assert table[0][0] == 1
+        assert all(a[1] + 1 == b[0] for a, b in itertools.pairwise(table))
+        spec = twin.speculation()
+        assert spec["active"] is True
+        assert all(0 <= k <= spec["numSpeculativeTokens"] for _, _, k in table)
+        serving(twin, 1)  # the replica restarted with the table serves again
+        print(f"FIGURES table: {table}")
