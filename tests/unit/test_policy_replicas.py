@@ -189,3 +189,35 @@ def test_no_observation_in_the_window_holds_the_count() -> None:
     )
     assert out.state.desired == 3 and not out.changed
     assert out.state.reason == "MetricsUnavailable"
+
+
+def test_a_backlog_counts_as_the_rate_that_drains_it_not_as_concurrency() -> None:
+    # 2 ready + 2 starting, each ready replica 10 running at target; 400 queued at the front.
+    # 20 requests/s finish, so a request takes 1 s: draining 400 in 60 s is ~7 more requests
+    # in the system, not 400.
+    obs = [
+        Observation(
+            at=t,
+            window_s=2,
+            replicas_reporting=2,
+            running_per_replica=10,
+            waiting_per_replica=200,
+            requests_per_s=20,
+        )
+        for t in range(2, 62, 2)
+    ]
+    common = {
+        "state": ReplicaState(desired=4),
+        "observations": obs,
+        "target_per_replica": 10,
+        "min_replicas": 1,
+        "max_replicas": 100,
+        "ready": 2,
+        "starting": 2,
+        "unschedulable": 0,
+        "now": 60,
+    }
+    drained = evaluate(settings=SETTINGS, **common)  # type: ignore[arg-type]
+    raw = evaluate(settings=ReplicaSettings(queue_drain_s=0), **common)  # type: ignore[arg-type]
+    assert drained.state.desired == 4
+    assert raw.state.desired > 20

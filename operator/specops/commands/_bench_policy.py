@@ -171,6 +171,7 @@ class _Window:
     ttft_sum: float = 0.0
     ttft_count: int = 0
     generated: int = 0
+    finished: int = 0
     drafts: int = 0
     draft_tokens: int = 0
     accepted: int = 0
@@ -211,6 +212,8 @@ class Recorder:
             w.per_position[i] += n
         w.k_steps[step.k] = w.k_steps.get(step.k, 0) + 1
         for event in step.events:
+            if event.finished:
+                w.finished += 1
             if event.first:
                 w.ttft_sum += step.end - event.request.arrival
                 w.ttft_count += 1
@@ -244,6 +247,7 @@ class Recorder:
                     tokens_per_step=w.tokens / w.steps if w.steps else None,
                     kv_cache_usage=w.kv_time / span,
                     generation_tokens_per_s=w.generated / span,
+                    requests_per_s=w.finished / span,
                     mean_itl_s=w.itl_sum / w.itl_count if w.itl_count else None,
                     mean_ttft_s=w.ttft_sum / w.ttft_count if w.ttft_count else None,
                     acceptance=acceptance,

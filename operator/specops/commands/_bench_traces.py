@@ -134,6 +134,7 @@ class Fleet:
             "waiting": max(0.0, share - running),
             "step_s": step,
             "tpot": step / per_step,
+            "finished": done / dt,
         }
 
 
@@ -216,6 +217,7 @@ def run_trace(
                     running_per_replica=tick["running"],
                     waiting_per_replica=tick["waiting"],
                     mean_itl_s=tick["step_s"] or None,
+                    requests_per_s=tick.get("finished"),
                     acceptance=_acceptance(alpha, fleet.k) if fleet.k and ready else None,
                     num_speculative_tokens=fleet.k,
                 )

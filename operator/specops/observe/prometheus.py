@@ -121,6 +121,7 @@ def assemble(
     waiting = need("waiting", _scalar(results, "waiting"))
     kv = need("kv_cache_usage", _scalar(results, "kv_cache_usage"))
     gen = need("generation_tokens", _scalar(results, "generation_tokens"))
+    finished = need("requests", _scalar(results, "requests"))
     tokens_per_step = need(
         "iteration_tokens",
         _ratio(
@@ -183,6 +184,7 @@ def assemble(
         tokens_per_step=tokens_per_step,
         kv_cache_usage=kv,
         generation_tokens_per_s=gen,
+        requests_per_s=finished,
         mean_itl_s=itl,
         mean_ttft_s=ttft,
         itl_p50_s=itl_p50,

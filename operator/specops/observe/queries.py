@@ -100,6 +100,7 @@ class Queries:
             "waiting": self._gauge_mean("vllm:num_requests_waiting"),
             "kv_cache_usage": self._gauge_mean("vllm:kv_cache_usage_perc"),
             "generation_tokens": self._rate("vllm:generation_tokens_total"),
+            "requests": self._rate("vllm:request_success_total"),
             "iteration_tokens_sum": self._rate("vllm:iteration_tokens_total_sum"),
             "iteration_tokens_count": self._rate("vllm:iteration_tokens_total_count"),
             "itl_sum": self._rate("vllm:inter_token_latency_seconds_sum"),

@@ -287,8 +287,8 @@ def decide(
     tpot_target = model.predict(target, context, k_now, belief_now).tpot_s
 
     def latency_scale(running: float) -> float:
-        # Only inflate a lightly loaded fleet's concurrency; above the target batch the
-        # fleet is not in steady state (requests pile up), and the raw count is the signal.
+        # Only inflates a lightly loaded fleet's count (replicas.py treats the excess above
+        # the target batch as backlog).
         return max(1.0, tpot_target / model.predict(running, context, k_now, belief_now).tpot_s)
 
     rep_out = evaluate_replicas(

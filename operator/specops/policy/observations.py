@@ -63,6 +63,8 @@ class Observation:
     kv_cache_usage: float | None = None
     generation_tokens_per_s: float | None = None
     """Output tokens per second summed over replicas."""
+    requests_per_s: float | None = None
+    """Finished requests per second summed over replicas (``vllm:request_success_total``)."""
     mean_itl_s: float | None = None
     """Mean of vLLM's ITL histogram: one sample per request per engine step."""
     mean_ttft_s: float | None = None

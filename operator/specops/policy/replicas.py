@@ -36,6 +36,8 @@ class ReplicaSettings:
     panic_window_s: float = 6.0
     panic_threshold: float = 2.0
     scale_down_stabilization_s: float = 300.0
+    queue_drain_s: float = 60.0
+    """Waiting requests count as the arrival rate that drains them in this time (0: raw)."""
     burst_ratio: float = 1.5
     """Also panic when the panic window's demand is this multiple of the stable window's."""
 
@@ -69,17 +71,31 @@ LatencyScale = Callable[[float], float]
 
 
 def _demand(
-    obs: Observation, starting: int, target: float, scale: LatencyScale | None = None
+    obs: Observation,
+    starting: int,
+    target: float,
+    scale: LatencyScale | None = None,
+    drain_s: float = 0.0,
 ) -> float | None:
     if not obs.available or obs.running_per_replica is None:
         return None
-    running = obs.running_per_replica * obs.replicas_reporting
-    if scale is not None and obs.running_per_replica > 0:
+    per, n = obs.running_per_replica, obs.replicas_reporting
+    waiting = (obs.waiting_per_replica or 0.0) * n
+    if per <= target or scale is None:
         # Little's law: the same arrivals served at the target's time per token keep
         # proportionally more requests in the system than a lightly loaded fleet shows.
-        running *= scale(obs.running_per_replica)
-    waiting = (obs.waiting_per_replica or 0.0) * obs.replicas_reporting
-    return running + max(0.0, waiting - starting * target)
+        steady = per * n * (scale(per) if scale is not None and per > 0 else 1.0)
+        backlog = waiting
+    else:
+        # Beyond the target batch requests are piling up: what exceeds it is backlog.
+        steady = target * n
+        backlog = (per - target) * n + waiting
+    if drain_s > 0 and obs.requests_per_s and steady > 0:
+        # A backlog is not a rate: draining it within drain_s is an extra arrival rate of
+        # backlog / drain_s, i.e. (Little again) that rate times a request's time.
+        request_s = steady / obs.requests_per_s
+        backlog = min(backlog, backlog / drain_s * request_s)
+    return steady + max(0.0, backlog - starting * target)
 
 
 def _window_mean(
@@ -89,12 +105,13 @@ def _window_mean(
     starting: int,
     target: float,
     scale: LatencyScale | None = None,
+    drain_s: float = 0.0,
 ) -> float | None:
     values = [
         d
         for o in observations
         if now - window - 1e-9 <= o.at <= now
-        for d in [_demand(o, starting, target, scale)]
+        for d in [_demand(o, starting, target, scale, drain_s)]
         if d is not None
     ]
     if not values:
@@ -132,12 +149,19 @@ def evaluate(
     target = max(target_per_replica, 1e-6)
     lo, hi = min_replicas, max(max_replicas, min_replicas)
     current = min(max(state.desired, lo), hi)
-    stable = _window_mean(
-        observations, now, settings.stable_window_s, starting, target, latency_scale
-    )
-    panic = _window_mean(
-        observations, now, settings.panic_window_s, starting, target, latency_scale
-    )
+    # Two readings of the same windows: the raw count (requests piling up are the fastest
+    # sign of overload) decides *whether* to panic; the drained one (a backlog counts as
+    # the arrival rate that clears it in queue_drain_s) decides *how many* replicas, so a
+    # queue that grows during a cold start does not order a fleet for the backlog.
+    drain = settings.queue_drain_s
+
+    def mean(window_s: float, drain_s: float) -> float | None:
+        return _window_mean(observations, now, window_s, starting, target, latency_scale, drain_s)
+
+    stable = mean(settings.stable_window_s, drain)
+    panic = mean(settings.panic_window_s, drain)
+    raw_stable = mean(settings.stable_window_s, 0.0)
+    raw_panic = mean(settings.panic_window_s, 0.0)
 
     def keep(reason: str, message: str, demand: float = 0.0) -> ReplicaOutcome:
         changed = current != state.desired
@@ -146,23 +170,30 @@ def evaluate(
             new = replace(new, last_scale_at=now)
         return ReplicaOutcome(new, changed, demand)
 
-    if stable is None:
+    if stable is None or raw_stable is None:
         return keep("MetricsUnavailable", "No load observed in the stable window; holding.")
     panic = stable if panic is None else panic
+    raw_panic = raw_stable if raw_panic is None else raw_panic
     want_stable = _want(stable, target)
     want_panic = _want(panic, target)
+    want_raw_panic = _want(raw_panic, target)
     capacity = max(ready + starting, 1)
 
     panic_since = state.panic_since
-    burst = panic >= settings.burst_ratio * stable and stable > 0
-    if want_panic > current and (want_panic >= settings.panic_threshold * capacity or burst):
+    burst = raw_panic >= settings.burst_ratio * raw_stable and raw_stable > 0
+    if want_raw_panic > current and (
+        want_raw_panic >= settings.panic_threshold * capacity or burst
+    ):
         panic_since = now
     elif panic_since is not None and now - panic_since >= settings.stable_window_s:
         panic_since = None
     in_panic = panic_since is not None
+    triggered = panic_since == now
 
     if in_panic:
-        wanted, basis = max(want_panic, current), "panic"
+        # act within the panic window: at least one more replica when it just triggered
+        floor = current + 1 if triggered and want_raw_panic > current else current
+        wanted, basis = max(want_panic, floor), "panic"
     else:
         wanted, basis = want_stable, "stable"
     window = settings.scale_down_stabilization_s
