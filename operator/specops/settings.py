@@ -137,7 +137,7 @@ class OperatorSettings(BaseSettings):
         description="Period of the speculation/autoscaling policy evaluation (mode Auto).",
     )
     max_concurrent_reconciles: int = Field(
-        default=16,
+        default=8,
         ge=1,
         le=1000,
         description=(
