@@ -269,6 +269,20 @@ def test_rate_limited_hub_is_retried_until_it_answers(
     assert reasons.count("HubUnavailable") == 1 and "ModelsResolved" in reasons
 
 
+def test_a_missing_token_secret_is_reported_and_picked_up_once_created(
+    kube: Kube, operator: OperatorProcess
+) -> None:
+    kube.create(resource("gated", qwen_spec(hfTokenSecretRef={"name": "hf", "key": "token"})))
+    cond = kube.wait_condition("gated", "ModelsResolved", "False", reason="TokenSecretNotFound")
+    assert "hf" in cond["message"] and "token" in cond["message"]
+    assert kube.deployment("gated") is None
+    kube.core.create_namespaced_secret(
+        kube.ns, {"metadata": {"name": "hf"}, "stringData": {"token": "hf_test"}}
+    )
+    kube.wait_condition("gated", "ModelsResolved", "True", reason="Resolved", timeout=60)
+    kube.wait_condition("gated", "Ready", "True", reason="Available", timeout=90)
+
+
 # --------------------------------------------------------------------------- updates
 
 

@@ -259,9 +259,27 @@ class Reconciler:
             return Result("blocked", text)
         spec = resource.spec
 
-        # ---- gather: models
+        # ---- gather: the Hub token, then the models
+        token = self.settings.hub_token
+        ref = spec.hf_token_secret_ref
+        if ref is not None:
+            token = await self.kube.read_secret_key(namespace, ref.name, ref.key)
+            if token is None:
+                text = (
+                    f"Secret {namespace}/{ref.name} with key {ref.key} (spec.hfTokenSecretRef) "
+                    "does not exist; the operator retries until it does"
+                )
+                findings = Findings(
+                    generation,
+                    Verdict("False", "TokenSecretNotFound", text),
+                    Verdict("Unknown", "ModelsNotResolved", "waiting for the models to resolve"),
+                    workload=await self._live_workload(namespace, name, uid),
+                    selector=selector_string(name),
+                )
+                await self._record(body, old_raw, old, findings)
+                delay = backoff(retry, base=10.0, cap=self.settings.hub_retry_max_seconds)
+                return Result("retry", text, delay)
         try:
-            token = await self._token(resource)
             verifier = await self._resolve(spec.verifier.model, spec.verifier.revision, token)
             speculator = None
             if spec.speculator is not None:
@@ -390,12 +408,6 @@ class Reconciler:
         if await self.recorder.emit(owner, "Warning", "MonitoringUnavailable", message):
             self.metrics.events.labels("MonitoringUnavailable").inc()
         return None
-
-    async def _token(self, resource: SpeculativeDeployment) -> str | None:
-        ref = resource.spec.hf_token_secret_ref
-        if ref is None:
-            return self.settings.hub_token
-        return await self.kube.read_secret_key(str(resource.namespace), ref.name, ref.key)
 
     async def _resolve(self, ref: str, revision: str, token: str | None) -> ResolvedModel:
         mirror = str(self.settings.hub_mirror) if self.settings.hub_mirror else None
