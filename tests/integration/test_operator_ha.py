@@ -105,3 +105,32 @@ def test_only_the_lease_holder_acts_and_a_follower_takes_over(
         second.stop()
         for proc in (first, second):
             print(f"--- {proc.identity} ---\n{proc.logs()}")
+
+
+def test_a_leader_that_loses_its_lease_stops_and_exits(
+    kube_cluster: Any, namespace: str, kube: Kube, hub: HubServer, tmp_path: Path
+) -> None:
+    proc = OperatorProcess(
+        kube_cluster.kubeconfig,
+        namespace,
+        tmp_path,
+        hub_endpoint=hub.endpoint,
+        mirror=None,
+        lease_name="specops-lost",
+        identity="replica-lost",
+    ).start()
+    try:
+        wait_for("replica-lost to lead", proc.leading, timeout=20)
+        # Another replica (or an operator mistake) takes the Lease over.
+        client.CoordinationV1Api(kube.api).patch_namespaced_lease(
+            "specops-lost",
+            namespace,
+            {"spec": {"holderIdentity": "intruder", "leaseTransitions": 99}},
+        )
+        assert proc.proc is not None
+        wait_for("the old leader to exit", lambda: proc.proc.poll() is not None, timeout=30)
+        assert proc.proc.returncode == 1, proc.logs()
+        assert "another replica took the Lease" in proc.logs()
+        assert holder(kube, "specops-lost") == "intruder", "a deposed leader must not release"
+    finally:
+        proc.stop()
