@@ -206,6 +206,9 @@ def test_observation_matches_the_simulated_replicas_counters(
     assert obs.mean_itl_s == pytest.approx(itl, rel=REL)
     per_step = sum(t.iteration_tokens for t in totals) / sum(t.steps for t in totals)
     assert obs.tokens_per_step == pytest.approx(per_step, rel=REL)
+    # every request generates 96 tokens: tokens/s over requests/s is the output length
+    assert obs.generation_tokens_per_s is not None and obs.requests_per_s is not None
+    assert obs.generation_tokens_per_s / obs.requests_per_s == pytest.approx(96, rel=REL)
     assert obs.running_per_replica is not None and obs.kv_cache_usage is not None
     assert obs.mean_ttft_s is not None and obs.mean_ttft_s > 0
 
