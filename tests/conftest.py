@@ -29,6 +29,14 @@ from specops.devcluster import cluster as devcluster
 
 EXTERNAL_KUBECONFIG_ENV = "SPECOPS_TEST_KUBECONFIG"
 
+# Only loopback: whatever a test or the operator subprocesses it starts forget to
+# configure must fail against a closed loopback port, never reach the public Hub or
+# resolve an in-cluster Prometheus name through a non-loopback nameserver. Tests that
+# use a real loopback Hub or Prometheus pass their own URL explicitly.
+_CLOSED_LOOPBACK = "http://127.0.0.1:9"
+for _name in ("HF_ENDPOINT", "SPECOPS_HUB_ENDPOINT", "SPECOPS_PROMETHEUS_URL"):
+    os.environ.setdefault(_name, _CLOSED_LOOPBACK)
+
 
 def _external_cluster(path: str) -> Cluster:
     kubeconfig = Path(path).expanduser()
