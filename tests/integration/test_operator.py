@@ -136,6 +136,15 @@ def test_example_runs_on_gpu_nodes_and_becomes_ready(
 ) -> None:
     body = example(path)
     name = body["metadata"]["name"]
+    secret = body["spec"].get("hfTokenSecretRef")
+    if secret:  # gated models: create the Secret the example's comment asks for
+        kube.core.create_namespaced_secret(
+            kube.ns,
+            {
+                "metadata": {"name": secret["name"]},
+                "stringData": {secret.get("key", "HF_TOKEN"): "hf_test"},
+            },
+        )
     kube.create(body)
     kube.wait_condition(name, "Ready", "True", reason="Available", timeout=120)
     status = kube.get(name)["status"]
