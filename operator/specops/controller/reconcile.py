@@ -457,21 +457,18 @@ class Reconciler:
         self._export(meta, new, findings)
         if status.to_wire(new) == status.to_wire(old) and old_raw:
             return
-        written = await self.kube.patch_status(
-            meta["namespace"], meta["name"], status.status_patch(old_raw, new)
-        )
-        if written is None:
-            return
-        events = events_for(old, new)
-        posted = await asyncio.gather(
-            *(self.recorder.emit(body, e.type, e.reason, e.message) for e in events)
+        # The Events follow from (old, new) alone, so they go out together with the
+        # status write: one round trip per cycle instead of two. Should the write
+        # fail, the retry derives the same Events and the limiter drops the repeats.
+        events = [*events_for(old, new), *loop_events(old, new)]
+        _, *posted = await asyncio.gather(
+            self.kube.patch_status(
+                meta["namespace"], meta["name"], status.status_patch(old_raw, new)
+            ),
+            *(self.recorder.emit(body, e.type, e.reason, e.message) for e in events),
         )
         for event, ok in zip(events, posted, strict=True):
             if ok:
-                self.metrics.events.labels(event.reason).inc()
-
-        for event in loop_events(old, new):
-            if await self.recorder.emit(body, event.type, event.reason, event.message):
                 self.metrics.events.labels(event.reason).inc()
 
     def _export(
