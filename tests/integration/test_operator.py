@@ -147,8 +147,13 @@ def test_example_runs_on_gpu_nodes_and_becomes_ready(
         )
     kube.create(body)
     kube.wait_condition(name, "Ready", "True", reason="Available", timeout=120)
-    status = kube.get(name)["status"]
+    got = kube.get(name)
+    status = got["status"]
     plan = status["plan"]
+    # Only status is written: no bookkeeping annotations, no finalizer on the user's object.
+    annotations = got["metadata"].get("annotations") or {}
+    assert not [k for k in annotations if "specops" in k or "kopf" in k], annotations
+    assert not got["metadata"].get("finalizers")
     gpu_type = body["spec"]["gpu"]["type"]
     pods = [p for p in kube.pods(name) if p.status.phase == "Running"]
     assert pods, "no running vLLM pod"

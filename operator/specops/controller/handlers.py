@@ -2,11 +2,16 @@
 
 Triggers, all running the same cycle:
 
-- ``create`` / ``update`` (spec changes only) / ``resume`` (operator start) on
-  SpeculativeDeployments. A temporary failure (Hub down, API 5xx/409) raises
-  :class:`kopf.TemporaryError` with a growing delay; a permanent one (model
-  missing, incompatible) is recorded in status and *not* raised, so kopf
-  does not retry it: only a spec change (or the resync) tries again.
+- an event on a SpeculativeDeployment whose generation this process has not
+  cycled yet: a creation, a spec change, or every resource once when the
+  operator starts (level-triggered: the generation in hand is compared with
+  the one last reconciled, so the echo of our own status write is ignored).
+  kopf's change handlers are deliberately not used: they keep their state in
+  annotations, an extra write per change on the user's object. A temporary
+  failure (Hub down, API 5xx/409) schedules its own retry with a doubling
+  delay (:meth:`Reconciler.reconcile`); a permanent one (model missing,
+  incompatible) is recorded in status and not retried: only a spec change
+  (or the resync) tries again.
 - an event on an owned Deployment (watched server-side filtered by the
   ``managed-by`` label): deletion or a hand edit of its spec triggers a
   reconcile that restores it; a status change updates ``Ready`` on the owner.
@@ -33,7 +38,7 @@ from typing import Any
 import kopf
 
 from specops.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION
-from specops.controller.reconcile import Reconciler, Result
+from specops.controller.reconcile import Reconciler
 from specops.render.meta import MANAGED_BY_LABEL
 from specops.settings import OperatorSettings
 
@@ -49,6 +54,8 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     # No runtime scanning of namespaces/CRDs: the CRD is installed before the operator
     # and namespaces are exact names, so RBAC needs no cluster-wide list/watch on them.
     ks.scanning.disabled = True
+    # Only event handlers are registered, so kopf stores nothing on the objects;
+    # these keys just keep any future change handler off kopf's defaults.
     ks.persistence.finalizer = f"{PREFIX}/finalizer"
     ks.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
     ks.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -65,13 +72,6 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
 def plain(body: Any) -> dict[str, Any]:
     """A kopf Body as a plain dict (the reconcile is independent of kopf types)."""
     return {key: body[key] for key in body}
-
-
-def _raise_for(result: Result) -> None:
-    if result.outcome == "retry":
-        raise kopf.TemporaryError(result.message, delay=result.retry_after or 5.0)
-    if result.outcome == "error":
-        raise kopf.PermanentError(result.message)
 
 
 def owner_of(body: Any) -> tuple[str, str] | None:
@@ -158,16 +158,14 @@ def register(
     def login(**kwargs: Any) -> Any:
         return kopf.login_via_client(**kwargs)
 
-    @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
-    @kopf.on.update(GROUP, VERSION, PLURAL, registry=registry, id="reconcile", field="spec")
-    @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
-    async def on_change(body: kopf.Body, retry: int, reason: str, **_: Any) -> None:
-        _raise_for(await reconciler.reconcile(plain(body), retry=retry, trigger=str(reason)))
-
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="forget")
-    def forget(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry, id="resource")
+    async def on_resource(event: kopf.RawEvent, body: kopf.Body, **_: Any) -> None:
+        raw = plain(body)
         if event.get("type") == "DELETED":
-            reconciler.forget(plain(body))
+            reconciler.forget(raw)
+            return
+        if reconciler.needs_cycle(raw):
+            await reconciler.reconcile(raw, trigger="change")
 
     @kopf.on.event(
         "apps",

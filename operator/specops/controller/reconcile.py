@@ -58,7 +58,7 @@ OPTIONAL_GROUPS = frozenset({"monitoring.coreos.com"})
 
 
 #: Triggers whose body may be stale by the time the resource's lock is held.
-REFETCH_TRIGGERS = frozenset({"resync", "evaluate", "child-changed", "child-deleted"})
+REFETCH_TRIGGERS = frozenset({"resync", "evaluate", "child-changed", "child-deleted", "retry"})
 
 
 class _Gone(Exception):
@@ -125,6 +125,10 @@ class Reconciler:
         self.options = RenderOptions(hf_endpoint=settings.hub_endpoint)
         self._locks: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
+        #: Generation each resource was last cycled at, in this process.
+        self._seen: dict[str, int] = {}
+        self._retry_counts: dict[str, int] = {}
+        self._retry_tasks: dict[str, asyncio.Task[None]] = {}
         self._children: dict[str, frozenset[tuple[str, str, str]]] = {}
         self._last: dict[str, Findings] = {}
         #: The closed loop (speculation + autoscaling from Prometheus); see controller.loop.
@@ -135,9 +139,15 @@ class Reconciler:
     async def reconcile(
         self, body: dict[str, Any], *, retry: int = 0, trigger: str = "change"
     ) -> Result:
-        """Run one cycle for ``body`` (serialised per resource), recording metrics."""
+        """Run one cycle for ``body`` (serialised per resource), recording metrics.
+
+        A cycle that ends in ``retry`` schedules the next attempt itself, with a
+        delay that doubles per consecutive retry of the resource; any other end
+        cancels a pending retry. ``retry`` is only a floor for that count.
+        """
         meta = body.get("metadata") or {}
         uid = str(meta.get("uid", ""))
+        retry = max(retry, self._retry_counts.get(uid, 0))
         lock = self._locks.setdefault(uid, asyncio.Lock())
         # A slot first, then the resource's lock: every lock holder owns a slot, so
         # waiting for a lock while holding a slot cannot deadlock.
@@ -164,6 +174,7 @@ class Reconciler:
                     backoff(retry, base=1.0, cap=60.0) if exc.retryable else None,
                 )
         self.metrics.observe(result.outcome, time.monotonic() - started)
+        self._settle(body, result)
         log.debug(
             "reconciled %s/%s (%s): %s %s",
             meta.get("namespace"),
@@ -173,6 +184,43 @@ class Reconciler:
             result.message,
         )
         return result
+
+    def needs_cycle(self, body: dict[str, Any]) -> bool:
+        """Whether an event on the resource calls for a cycle: first sight in this
+        process (the operator started) or a new spec generation. The echo of our
+        own status write, and a spec already refused, do not."""
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid", ""))
+        return self._seen.get(uid) != int(meta.get("generation") or 0)
+
+    def _settle(self, body: dict[str, Any], result: Result) -> None:
+        meta = body.get("metadata") or {}
+        uid = str(meta.get("uid", ""))
+        if result.outcome == "gone":
+            return
+        self._seen[uid] = int(meta.get("generation") or 0)
+        pending = self._retry_tasks.pop(uid, None)
+        if pending is not None and pending is not asyncio.current_task():
+            pending.cancel()
+        if result.outcome != "retry":
+            self._retry_counts.pop(uid, None)
+            return
+        self._retry_counts[uid] = self._retry_counts.get(uid, 0) + 1
+        self._retry_tasks[uid] = asyncio.create_task(
+            self._retry_later(
+                str(meta.get("namespace")), str(meta.get("name")), uid, result.retry_after or 5.0
+            )
+        )
+
+    async def _retry_later(self, namespace: str, name: str, uid: str, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self.reconcile_named(namespace, name, uid=uid, trigger="retry")
+
+    def close(self) -> None:
+        """Cancel pending retries (the operator is stopping or lost the Lease)."""
+        for task in self._retry_tasks.values():
+            task.cancel()
+        self._retry_tasks.clear()
 
     async def reconcile_named(
         self, namespace: str, name: str, *, trigger: str, uid: str = ""
@@ -227,6 +275,11 @@ class Reconciler:
         self._locks.pop(uid, None)
         self._children.pop(uid, None)
         self._last.pop(uid, None)
+        self._seen.pop(uid, None)
+        self._retry_counts.pop(uid, None)
+        task = self._retry_tasks.pop(uid, None)
+        if task is not None:
+            task.cancel()
         self.recorder.limiter.forget(uid)
         self.loop.forget(uid)
         self.metrics.forget(str(meta.get("namespace")), str(meta.get("name")))

@@ -99,6 +99,7 @@ class Operator:
         try:
             await self._kopf_operator(registry, stop)
         finally:
+            reconciler.close()
             for task in (resync, evaluate):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
