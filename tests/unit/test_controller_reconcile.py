@@ -83,3 +83,38 @@ def test_owned_by_matches_uid_only() -> None:
     assert owned_by({"metadata": {"ownerReferences": [{"uid": "a"}]}}, "a")
     assert not owned_by({"metadata": {"ownerReferences": [{"uid": "b"}]}}, "a")
     assert not owned_by({"metadata": {}}, "a")
+
+
+def test_a_cycle_is_needed_for_unseen_generations_only() -> None:
+    from specops.controller.reconcile import Result
+
+    r = reconciler()
+    body = {"metadata": {"uid": "u9", "namespace": "ns", "name": "x", "generation": 1}}
+    assert r.needs_cycle(body), "first sight in this process (the operator started)"
+    r._settle(body, Result("blocked"))
+    assert not r.needs_cycle(body), "our own status write, or a spec already refused"
+    assert r.needs_cycle({**body, "metadata": {**body["metadata"], "generation": 2}})
+
+
+def test_retries_are_scheduled_doubled_and_cancelled() -> None:
+    from specops.controller.reconcile import Result
+
+    async def scenario() -> None:
+        r = reconciler()
+        body = {"metadata": {"uid": "u7", "namespace": "ns", "name": "x", "generation": 1}}
+        r._settle(body, Result("retry", "hub down", 3600.0))
+        first = r._retry_tasks["u7"]
+        assert r._retry_counts["u7"] == 1
+        r._settle(body, Result("retry", "hub down", 3600.0))
+        await asyncio.sleep(0)
+        assert first.cancelled() and r._retry_counts["u7"] == 2, "one pending retry per resource"
+        second = r._retry_tasks["u7"]
+        r._settle(body, Result("applied"))
+        await asyncio.sleep(0)
+        assert second.cancelled() and "u7" not in r._retry_counts
+        r._settle(body, Result("retry", "again", 3600.0))
+        r.close()
+        await asyncio.sleep(0)
+        assert not r._retry_tasks
+
+    asyncio.run(scenario())
