@@ -136,15 +136,6 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="Period of the speculation/autoscaling policy evaluation (mode Auto).",
     )
-    max_concurrent_reconciles: int = Field(
-        default=8,
-        ge=1,
-        le=1000,
-        description=(
-            "Reconcile cycles running at once; more queue. Bounds memory and API server "
-            "load when many resources change together (a restart, a bulk apply)."
-        ),
-    )
     hub_retry_max_seconds: float = Field(
         default=300.0,
         gt=0,

@@ -57,6 +57,11 @@ MANAGED_SELECTOR = "app.kubernetes.io/managed-by=specops"
 OPTIONAL_GROUPS = frozenset({"monitoring.coreos.com"})
 
 
+#: Cycles running at once; more queue. Bounds memory and API server load when many
+#: resources change together (a restart, a bulk apply). Measured: 8 gives the same
+#: throughput as 12 or 16 (the API server is the limit) at a lower peak RSS.
+MAX_CONCURRENT_RECONCILES = 8
+
 #: Triggers whose body may be stale by the time the resource's lock is held.
 REFETCH_TRIGGERS = frozenset({"resync", "evaluate", "child-changed", "child-deleted", "retry"})
 
@@ -115,6 +120,7 @@ class Reconciler:
         resolver: Resolver | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         loop: PolicyLoop | None = None,
+        max_concurrent: int = MAX_CONCURRENT_RECONCILES,
     ) -> None:
         self.settings = settings
         self.kube = kube
@@ -124,7 +130,7 @@ class Reconciler:
         self.clock = clock
         self.options = RenderOptions(hf_endpoint=settings.hub_endpoint)
         self._locks: dict[str, asyncio.Lock] = {}
-        self._slots = asyncio.Semaphore(settings.max_concurrent_reconciles)
+        self._slots = asyncio.Semaphore(max_concurrent)
         #: Generation each resource was last cycled at, in this process.
         self._seen: dict[str, int] = {}
         self._retry_counts: dict[str, int] = {}
