@@ -23,6 +23,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from specops.commands._argtypes import positive_float, positive_int, unit_interval
+
 PROFILES = ("code", "chat", "summarization", "math")
 GRID_MODELS = (
     ("meta-llama/Llama-3.1-8B-Instruct", "H100-80GB", 1),
@@ -30,36 +32,6 @@ GRID_MODELS = (
 )
 GRID_PROFILES = ("code", "chat", "summarization")
 GRID_PERTURB = (1.0, 0.8, 1.2)
-
-
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
-def _unit(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError("must lie in [0, 1]")
-    return value
-
-
-def _tp(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
 
 
 def register(subparsers: Any) -> None:
@@ -71,11 +43,11 @@ def register(subparsers: Any) -> None:
     policy = sub.add_parser("policy", help="one sweep scenario: fixed k vs SpecOps vs oracle")
     policy.add_argument("--model", default="meta-llama/Llama-3.1-8B-Instruct")
     policy.add_argument("--gpu", default="H100-80GB", help="catalogue GPU name")
-    policy.add_argument("--tensor-parallel-size", type=_tp, default=1)
+    policy.add_argument("--tensor-parallel-size", type=positive_int, default=1)
     policy.add_argument("--profile", choices=PROFILES, default="code")
-    policy.add_argument("--alpha", type=_unit, help="flat per-token acceptance instead")
+    policy.add_argument("--alpha", type=unit_interval, help="flat per-token acceptance instead")
     policy.add_argument(
-        "--perturb", type=_positive, default=1.0, help="twin hardware F times slower"
+        "--perturb", type=positive_float, default=1.0, help="twin hardware F times slower"
     )
     policy.add_argument("--seed", type=int, default=0)
     policy.add_argument(
@@ -93,7 +65,7 @@ def register(subparsers: Any) -> None:
     everything = sub.add_parser("all", help="the full grid and the traces (make bench)")
     everything.add_argument("--output", required=True, help="directory")
     everything.add_argument("--hub-mirror")
-    everything.add_argument("--jobs", type=_tp, default=min(2, os.cpu_count() or 1))
+    everything.add_argument("--jobs", type=positive_int, default=min(2, os.cpu_count() or 1))
     everything.set_defaults(func=_all)
 
 

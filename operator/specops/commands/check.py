@@ -11,49 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from specops.cli import UsageError
+from specops.commands._argtypes import fraction, positive_float, positive_int
 
 if TYPE_CHECKING:
     from specops.api.v1alpha1 import PlanStatus
     from specops.compat import Finding
     from specops.gpus import GpuType
     from specops.hub import ResolvedModel
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, verifier_required: bool) -> None:
@@ -75,18 +45,16 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, verifier_required: b
     )
     serving.add_argument(
         "--gpu-memory-gib",
-        type=_positive_float,
+        type=positive_float,
         metavar="GIB",
         help="memory per GPU as the device reports it (overrides the catalogue)",
     )
-    serving.add_argument("--tensor-parallel-size", type=_positive_int, metavar="N")
-    serving.add_argument("--max-model-len", type=_positive_int, metavar="TOKENS")
-    serving.add_argument(
-        "--gpu-memory-utilization", type=_fraction, default=0.9, metavar="FRACTION"
-    )
+    serving.add_argument("--tensor-parallel-size", type=positive_int, metavar="N")
+    serving.add_argument("--max-model-len", type=positive_int, metavar="TOKENS")
+    serving.add_argument("--gpu-memory-utilization", type=fraction, default=0.9, metavar="FRACTION")
     serving.add_argument(
         "--min-concurrent-sequences",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         metavar="N",
         help="full-length sequences the KV cache must hold (default 4)",
@@ -102,7 +70,7 @@ def add_model_arguments(parser: argparse.ArgumentParser, *, verifier_required: b
     hub.add_argument(
         "--hf-endpoint", metavar="URL", help="Hub endpoint (default: $HF_ENDPOINT or the Hub)"
     )
-    hub.add_argument("--hub-timeout", type=_positive_float, default=10.0, metavar="SECONDS")
+    hub.add_argument("--hub-timeout", type=positive_float, default=10.0, metavar="SECONDS")
     parser.add_argument("--output", "-o", choices=("text", "json"), default="text")
 
 
@@ -294,6 +262,6 @@ def register(subparsers: Any) -> None:
     )
     add_model_arguments(parser, verifier_required=False)
     parser.add_argument(
-        "--num-speculative-tokens", type=_positive_int, metavar="K", help="tokens drafted per step"
+        "--num-speculative-tokens", type=positive_int, metavar="K", help="tokens drafted per step"
     )
     parser.set_defaults(func=run)

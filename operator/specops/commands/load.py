@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from specops.commands._argtypes import positive_float, positive_int
+
 
 def _rates(text: str) -> list[float]:
     try:
@@ -26,36 +28,16 @@ def _rates(text: str) -> list[float]:
     return values
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--url", help="base URL of the endpoint, e.g. http://127.0.0.1:8000")
     p.add_argument("--model", required=True, help="model name sent in each request")
     p.add_argument("--api", choices=("completions", "chat"), default="completions")
     p.add_argument("--prompts", type=Path, help="JSONL file with a 'prompt' field per line")
-    p.add_argument("--prompt-tokens", type=_positive_int, default=256, help="synthetic length")
-    p.add_argument("--output-tokens", type=_positive_int, default=128, help="fixed output")
-    p.add_argument("--duration", type=_positive_float, default=20.0, help="seconds per profile")
-    p.add_argument("--max-requests", type=_positive_int, default=200, help="per profile")
-    p.add_argument("--timeout", type=_positive_float, default=120.0, help="per request, s")
+    p.add_argument("--prompt-tokens", type=positive_int, default=256, help="synthetic length")
+    p.add_argument("--output-tokens", type=positive_int, default=128, help="fixed output")
+    p.add_argument("--duration", type=positive_float, default=20.0, help="seconds per profile")
+    p.add_argument("--max-requests", type=positive_int, default=200, help="per profile")
+    p.add_argument("--timeout", type=positive_float, default=120.0, help="per request, s")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, help="directory for report.json, report.md, plots")
     v = p.add_argument_group("virtual time (simulator library instead of --url)")
@@ -82,15 +64,15 @@ def register(subparsers: Any) -> None:
         type=_rates,
         help="comma-separated Poisson rates (req/s) to run instead of the measured sweep",
     )
-    sweep.add_argument("--points", type=_positive_int, default=8, help="rates between the ends")
-    sweep.add_argument("--throughput-concurrency", type=_positive_int, default=64)
+    sweep.add_argument("--points", type=positive_int, default=8, help="rates between the ends")
+    sweep.add_argument("--throughput-concurrency", type=positive_int, default=64)
     sweep.set_defaults(func=_sweep)
 
     run = sub.add_parser("run", help="one profile: fixed concurrency or Poisson rate")
     _common(run)
     group = run.add_mutually_exclusive_group(required=True)
-    group.add_argument("--concurrency", type=_positive_int)
-    group.add_argument("--rate", type=_positive_float, help="Poisson arrivals per second")
+    group.add_argument("--concurrency", type=positive_int)
+    group.add_argument("--rate", type=positive_float, help="Poisson arrivals per second")
     run.set_defaults(func=_run)
 
 
