@@ -323,7 +323,10 @@ def can_i(cluster: Cluster, who: str, verb: str, resource: str, namespace: str |
     have (the Prometheus Operator's, here), asks about a meaningless group instead; the
     SubjectAccessReview asks the same authorizer with the group spelled out.
     """
-    args = ["kubectl", "auth", "can-i", verb, resource, f"--as={who}"]
+    # "kind/x" means the object named x to kubectl; a subresource needs --subresource.
+    kind, _, sub = resource.partition("/")
+    args = ["kubectl", "auth", "can-i", verb, kind, f"--as={who}"]
+    args += [f"--subresource={sub}"] if sub else []
     args += ["-n", namespace] if namespace else ["--all-namespaces"]
     result = run(cluster, *args, check=False)
     if "doesn't have a resource type" in result.stderr:
