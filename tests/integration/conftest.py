@@ -1,13 +1,22 @@
-"""Fixtures shared by integration tests: a real Prometheus on loopback."""
+"""Fixtures shared by integration tests: an API client of the session cluster, a real Prometheus."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from specops.devcluster import Cluster
 from specops.prom import PrometheusServer
+
+
+@pytest.fixture
+def api(kube_cluster: Cluster) -> Iterator[Any]:
+    """A ``kubernetes.client.ApiClient`` for the session cluster, closed after the test."""
+    with kube_cluster.api_client() as api_client:
+        yield api_client
 
 
 @pytest.fixture

@@ -11,14 +11,13 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from operator_harness import wait_for
 
 from specops.devcluster import Cluster, processes
 
@@ -35,25 +34,6 @@ pytestmark = [
 REPO = Path(__file__).resolve().parents[2]
 GPU = "nvidia.com/gpu"
 GPU_TYPE = "specops.dev/gpu-type"
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll until ``check`` returns something truthy; fail with ``what`` on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
-        time.sleep(0.25)
-
-
-@pytest.fixture
-def api(kube_cluster: Cluster) -> Iterator[Any]:
-    with kube_cluster.api_client() as api_client:
-        yield api_client
 
 
 def gpu_deployment(name: str, gpus: int, replicas: int = 1, gpu_type: str = "H100-80GB") -> dict:

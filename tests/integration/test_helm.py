@@ -61,12 +61,6 @@ def run(cluster: Cluster, *args: str, check: bool = True) -> subprocess.Complete
     return result
 
 
-@pytest.fixture
-def api(kube_cluster: Cluster) -> Iterator[client.ApiClient]:
-    with kube_cluster.api_client() as api_client:
-        yield api_client
-
-
 def restrict(api: client.ApiClient, namespace: str) -> None:
     """Enforce (and warn about) the restricted Pod Security Standard in ``namespace``."""
     labels = {

@@ -10,43 +10,23 @@ selector names, and owner references let the garbage collector remove them.
 from __future__ import annotations
 
 import copy
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from operator_harness import wait_for
 
 from specops.api.crd import build_crd
 from specops.api.v1alpha1 import GROUP, PLURAL, VERSION, SpeculativeDeployment
-from specops.devcluster import Cluster
 from specops.render import RenderDecision, render
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "manifests" / "examples").glob("*.yaml"))
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
-        time.sleep(0.25)
-
-
-@pytest.fixture
-def api(kube_cluster: Cluster) -> Iterator[Any]:
-    with kube_cluster.api_client() as api_client:
-        yield api_client
 
 
 @pytest.fixture
