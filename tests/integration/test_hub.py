@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from hubserver import FIXTURES, HubServer
@@ -298,6 +298,7 @@ def test_hf_endpoint_and_token_from_the_environment(hub: HubServer, tmp_path: Pa
 
 @settings(max_examples=200, deadline=None)
 @given(ref=st.text(max_size=40), revision=st.text(max_size=12))
+@example(ref="~\x00", revision="")  # once raised ValueError: embedded null byte
 def test_any_reference_resolves_or_raises_a_hub_error(ref: str, revision: str) -> None:
     """Offline (so nothing leaves the machine), any string is a model or a named HubError."""
     os.environ["HF_HUB_OFFLINE"] = "1"

@@ -112,6 +112,9 @@ class Resolver:
         """Resolve ``ref`` at ``revision``; raise a :class:`HubError` subclass on failure."""
         if not isinstance(ref, str) or not ref.strip():
             raise ModelNotFound("model reference must be a non-empty string", ref=str(ref))
+        if "\x00" in ref or "\x00" in str(revision):
+            # A NUL byte is no repo id and no path: the OS would refuse it with ValueError.
+            raise ModelNotFound("model reference contains a NUL byte", ref=repr(ref))
         ref = ref.strip()
         revision = (revision or "main").strip() or "main"
 
