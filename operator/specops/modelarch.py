@@ -426,7 +426,13 @@ def _context_limit(cfg: Mapping[str, Any], max_pos: int, model_type: str, where:
     base = max_pos
     if rope_type == "yarn" and rope.get("original_max_position_embeddings") is not None:
         base = _positive(rope, "original_max_position_embeddings", f"{where} rope_scaling")
-    return int(base * factor)
+    scaled = base * factor
+    if not math.isfinite(scaled):
+        raise ConfigError(
+            f"{where}: rope_scaling 'factor' {factor:g} times {base} positions is not a finite "
+            "context length"
+        )
+    return int(scaled)
 
 
 def _text_config(cfg: Mapping[str, Any]) -> Mapping[str, Any]:

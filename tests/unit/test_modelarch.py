@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from specops.modelarch import GIB, KIB, ConfigError, SafetensorsInfo, from_config
@@ -273,7 +273,7 @@ def test_context_limit_applies_rope_scaling_like_vllm(repo: str, rope: Any, limi
     assert from_config(cfg).max_context == limit
 
 
-@pytest.mark.parametrize("factor", ["x", float("inf"), float("nan"), -1.0, True])
+@pytest.mark.parametrize("factor", ["x", float("inf"), float("nan"), -1.0, True, 4.4e303])
 def test_malformed_rope_scaling_is_a_config_error(factor: object) -> None:
     cfg = dict(load("Qwen/Qwen3-8B"), rope_scaling={"rope_type": "yarn", "factor": factor})
     with pytest.raises(ConfigError, match="factor"):
@@ -287,6 +287,7 @@ def test_malformed_rope_scaling_is_a_config_error(factor: object) -> None:
         optional={"factor": _json_scalars, "original_max_position_embeddings": _json_scalars},
     )
 )
+@example(rope={"rope_type": "yarn", "factor": 4.388899255034951e303})  # overflowed int()
 def test_any_rope_scaling_parses_or_raises_config_error(rope: dict[str, Any]) -> None:
     cfg = dict(load("Qwen/Qwen3-8B"), rope_scaling=rope)
     try:
