@@ -83,13 +83,27 @@ def _kv_replication(arch: ModelArch, tp: int) -> int:
     return max(1, tp // arch.num_kv_heads)
 
 
-def activation_reserve_gib(arch: ModelArch, tp: int) -> float:
-    """Per-GPU reserve for activations, CUDA graphs and non-torch allocations."""
+def activation_reserve_gib(
+    arch: ModelArch,
+    tp: int,
+    *,
+    batched_tokens: int = PROFILE_BATCHED_TOKENS,
+    max_seqs: int = PROFILE_MAX_SEQS,
+    fixed_gib: float = FIXED_RESERVE_GIB,
+) -> float:
+    """Per-GPU reserve for activations, CUDA graphs and non-torch allocations.
+
+    vLLM sizes its KV cache after a profiling forward pass of
+    ``batched_tokens`` tokens and a sampler pass over ``max_seqs`` fp32
+    logits; the peak of those plus ``fixed_gib`` (CUDA graphs, workspaces,
+    NCCL) is what the KV cache cannot use. Sizing plans with generous
+    defaults; the simulator passes the limits the replica really runs with.
+    """
     ffn = arch.moe_intermediate_size if arch.is_moe else arch.intermediate_size
     per_token = (4 * arch.hidden_size + 2 * ffn * max(arch.experts_per_token, 1) // tp) * 2
-    activations = PROFILE_BATCHED_TOKENS * per_token
-    logits = PROFILE_MAX_SEQS * arch.vocab_size * 4
-    return FIXED_RESERVE_GIB + (activations + logits) / GIB
+    activations = batched_tokens * per_token
+    logits = max_seqs * arch.vocab_size * 4
+    return fixed_gib + (activations + logits) / GIB
 
 
 @dataclass(frozen=True)

@@ -133,6 +133,9 @@ def test_weights_that_do_not_fit_leave_no_kv_cache() -> None:
         gpu_memory_utilization=0.9,
         weights_bytes=v.weight_bytes(),
         kv_bytes_per_token=v.kv_bytes_per_token(),
+        activation_reserve_gib=eng.profiled_reserve_gib(
+            v, 1, max_num_batched_tokens=8192, max_num_seqs=1024
+        ),
     )
     assert blocks == 0
     with pytest.raises(ValueError, match="no memory left"):
@@ -165,3 +168,67 @@ def test_a_request_can_bring_its_own_acceptance_profile() -> None:
     assert always.decode_steps < never.decode_steps
     assert never.decode_steps == 39  # one token per step after the prefill token
     assert accepted == 3 * always.decode_steps  # every draft of the flat-1.0 request
+
+
+def _drain(engine: eng.Engine, now: float = 0.0) -> float:
+    while engine.has_work():
+        step = engine.step(now)
+        assert step is not None
+        now = step.end
+    return now
+
+
+def _prefill_of_next_step(engine: eng.Engine, now: float) -> int:
+    step = engine.step(now)
+    assert step is not None
+    return step.prompt_tokens
+
+
+def test_a_cached_prefix_is_reused_until_allocation_evicts_it() -> None:
+    engine = eng.Engine(config(num_gpu_blocks=100, num_speculative_tokens=0))
+    engine.add_request(480, 1, cache_as="a")  # 30 full blocks stay cached
+    now = _drain(engine)
+    assert engine.kv_usage == 0.0  # cached blocks are free (vLLM's free queue)
+    # 70 never-used blocks are taken first, so a 1,120-token request leaves "a" whole
+    engine.add_request(1120, 1)
+    now = _drain(engine, now)
+    engine.add_request(600, 1, prefix="a", prefix_tokens=480)
+    assert _prefill_of_next_step(engine, now) == 600 - 30 * eng.BLOCK_SIZE
+
+
+def test_memory_pressure_evicts_the_least_recently_freed_prefix_first() -> None:
+    engine = eng.Engine(config(num_gpu_blocks=100, num_speculative_tokens=0))
+    engine.add_request(640, 1, cache_as="old")  # 40 blocks
+    now = _drain(engine)
+    engine.add_request(640, 1, cache_as="new")  # 40 more
+    now = _drain(engine, now)
+    engine.add_request(800, 1)  # 50 blocks: 20 never used, then 30 of "old"
+    now = _drain(engine, now)
+    engine.add_request(700, 1, prefix="new", prefix_tokens=640)
+    assert _prefill_of_next_step(engine, now) == 700 - 40 * eng.BLOCK_SIZE
+    now = _drain(engine, now)
+    engine.add_request(700, 1, prefix="old", prefix_tokens=640)
+    # 30 of its 40 blocks were evicted (a prefix shrinks from its end)
+    assert _prefill_of_next_step(engine, now) == 700 - 10 * eng.BLOCK_SIZE
+
+
+def test_a_preempted_request_recomputes_only_what_was_evicted() -> None:
+    engine = eng.Engine(config(num_gpu_blocks=64, num_speculative_tokens=0))
+    first = engine.add_request(496, 100)
+    second = engine.add_request(496, 100)
+    now = 0.0
+    recomputed: list[int] = []
+    while engine.has_work():
+        step = engine.step(now)
+        assert step is not None
+        now = step.end
+        if second in step.admitted and second.preemptions:
+            recomputed.append(step.prefill_tokens)
+    assert second.preemptions == 1 and first.preemptions == 0
+    assert first.output == second.output == 100
+    # The victim had 512 tokens of work in 32 full blocks. While it waited,
+    # the survivor's growth (to 38 blocks) evicted only a few blocks from the
+    # victim's cached tail, so the victim recomputes that tail, not everything.
+    [tokens] = recomputed
+    size = eng.BLOCK_SIZE
+    assert 2 * size <= tokens <= 8 * size

@@ -32,6 +32,7 @@ from specops.sim import acceptance
 from specops.sim.engine import (
     EngineConfig,
     kv_cache_blocks,
+    profiled_reserve_gib,
     served_weight_bytes,
     vllm_default_limits,
 )
@@ -422,6 +423,8 @@ def build_replica(args: ServeArgs) -> SimulatedReplica:
             f"{verifier.max_position_embeddings}"
         )
     default_tokens, default_seqs = vllm_default_limits(gpu.memory_gib, gpu.name)
+    max_num_seqs = args.max_num_seqs or default_seqs
+    max_num_batched_tokens = args.max_num_batched_tokens or max(default_tokens, 1)
     weights = served_weight_bytes(verifier, drafter)
     kv_per_token = float(verifier.kv_bytes_per_token())
     if drafter is not None:
@@ -431,6 +434,12 @@ def build_replica(args: ServeArgs) -> SimulatedReplica:
         gpu_memory_utilization=args.gpu_memory_utilization,
         weights_bytes=weights,
         kv_bytes_per_token=kv_per_token,
+        activation_reserve_gib=profiled_reserve_gib(
+            verifier,
+            tp,
+            max_num_batched_tokens=max_num_batched_tokens,
+            max_num_seqs=max_num_seqs,
+        ),
         block_size=args.block_size,
     )
     if blocks * args.block_size < max_len:
@@ -459,8 +468,8 @@ def build_replica(args: ServeArgs) -> SimulatedReplica:
         replica=replica,
         num_gpu_blocks=blocks,
         max_model_len=max_len,
-        max_num_seqs=args.max_num_seqs or default_seqs,
-        max_num_batched_tokens=args.max_num_batched_tokens or max(default_tokens, 1),
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=max_num_batched_tokens,
         num_speculative_tokens=k,
         k_by_batch_size=table,
         acceptance=profile if drafter is not None else None,

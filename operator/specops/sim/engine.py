@@ -12,8 +12,16 @@ a queueing formula:
   ``max_num_batched_tokens`` (chunked prefill) and ``max_num_seqs``.
 * **KV cache in blocks of 16 tokens.** A waiting request is admitted only
   if its chunk's blocks fit; a running request that cannot grow preempts the
-  last-scheduled running request, which loses its cache and waits at the head
-  of the queue to recompute (``vllm:num_preemptions``).
+  last-scheduled running request, which gives up its blocks and waits at the
+  head of the queue to recompute (``vllm:num_preemptions``).
+* **Prefix caching (on by default in V1).** Freed full blocks stay cached
+  until they are needed: allocation takes never-used blocks first, then
+  evicts the least recently freed cached ones. A request that names a
+  prefix (a conversation's earlier turn, or its own work before a
+  preemption) reuses whatever of it is still cached when it is admitted and
+  recomputes the rest. Under memory pressure the free pool turns over fast,
+  so a follow-up turn that waits in the queue often finds its prefix gone:
+  the cost of a small KV cache is paid in prefill, as on the GPU.
 * **Step time** comes from :mod:`specops.perfmodel`.
 * **Speculation.** Every decoding request drafts ``k`` tokens; the number
   accepted is drawn from the acceptance profile with a counter-based RNG
@@ -31,11 +39,11 @@ with their notion of "now".
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from specops import perfmodel
+from specops import perfmodel, sizing
 from specops.modelarch import ModelArch
 from specops.sim.acceptance import (
     AcceptanceProfile,
@@ -70,21 +78,52 @@ def vllm_default_limits(gpu_memory_gib: float, gpu_name: str) -> tuple[int, int]
     return 2048, 256
 
 
+NON_TORCH_GIB = 0.3
+"""Per-GPU memory vLLM's profile counts outside PyTorch's allocator on one GPU
+(cuBLAS workspaces, allocator slack); NCCL buffers add :data:`NCCL_GIB` under
+tensor parallelism. vLLM logs both as ``non_torch_memory``."""
+NCCL_GIB = 0.3
+
+
+def profiled_reserve_gib(
+    verifier: ModelArch, tp: int, *, max_num_batched_tokens: int, max_num_seqs: int
+) -> float:
+    """Per-GPU memory vLLM's profiling run holds back from the KV cache.
+
+    The peak activations of one forward pass over ``max_num_batched_tokens``
+    tokens, the sampler's fp32 logits for ``max_num_seqs`` sequences, and
+    non-torch allocations (the same activation formula the operator's sizing
+    uses, at the limits this replica runs with). CUDA graphs are captured
+    after the KV cache is allocated, out of the share that
+    ``gpu_memory_utilization`` leaves, so they are not subtracted here. The
+    reserve matters on small cards: with a 2,048-token budget it is about
+    0.6 GiB for an 8B model, a fifth of a 24 GB card's KV cache.
+    """
+    fixed = NON_TORCH_GIB + (NCCL_GIB if tp > 1 else 0.0)
+    return sizing.activation_reserve_gib(
+        verifier,
+        tp,
+        batched_tokens=max_num_batched_tokens,
+        max_seqs=max_num_seqs,
+        fixed_gib=fixed,
+    )
+
+
 def kv_cache_blocks(
     replica: perfmodel.Replica,
     *,
     gpu_memory_utilization: float,
     weights_bytes: float,
     kv_bytes_per_token: float,
-    activation_reserve_gib: float = 2.0,
+    activation_reserve_gib: float,
     block_size: int = BLOCK_SIZE,
 ) -> int:
     """KV blocks the replica can hold, as vLLM sizes them after profiling.
 
-    Per GPU: memory x utilisation, minus its shard of the weights, minus an
-    activation/CUDA-graph reserve; what is left holds KV blocks of
-    ``block_size`` tokens (``kv_bytes_per_token`` for the whole replica,
-    verifier plus drafter).
+    Per GPU: memory x utilisation, minus its shard of the weights, minus the
+    profiling run's reserve (:func:`profiled_reserve_gib`); what is left
+    holds KV blocks of ``block_size`` tokens (``kv_bytes_per_token`` for the
+    whole replica, verifier plus drafter).
     """
     tp = replica.tp
     per_gpu = replica.gpu.memory_gib * GIB * gpu_memory_utilization
@@ -164,6 +203,7 @@ class Request:
         "accept_key",
         "arrival",
         "blocks",
+        "cache_as",
         "computed",
         "decode_steps",
         "finish_reason",
@@ -177,6 +217,8 @@ class Request:
         "number",
         "output",
         "preemptions",
+        "prefix",
+        "prefix_tokens",
         "profile",
         "prompt",
     )
@@ -209,6 +251,9 @@ class Request:
         self.finished_at: float | None = None
         self.finish_reason: str | None = None
         self.accept_key = 0
+        self.prefix: object = None
+        self.prefix_tokens = 0
+        self.cache_as: object = None
 
 
 class TokenEvent:
@@ -233,6 +278,9 @@ class StepResult:
     start: float
     end: float
     prompt_tokens: int = 0
+    """New prompt tokens (vLLM's ``prompt_tokens`` counter: a recompute is not counted again)."""
+    prefill_tokens: int = 0
+    """Every token prefilled this step: new prompt tokens plus recomputation after preemption."""
     generation_tokens: int = 0
     k: int = 0
     drafts: int = 0
@@ -257,6 +305,10 @@ class Engine:
         self.running: list[Request] = []
         self.waiting: deque[Request] = deque()
         self.free_blocks = config.num_gpu_blocks
+        """Blocks not held by a running request, cached ones included (vLLM's free queue)."""
+        self._cache: OrderedDict[object, int] = OrderedDict()
+        """Cached (freed, evictable) full blocks per prefix key, least recently freed first."""
+        self._cached_blocks = 0
         self.clock = 0.0
         self._next_number = 0
         self._survival: dict[int, tuple[float, ...]] = {}
@@ -272,16 +324,20 @@ class Engine:
         natural_stop: bool = False,
         key: object = None,
         profile: AcceptanceProfile | None = None,
-        cached_tokens: int = 0,
+        prefix: object = None,
+        prefix_tokens: int = 0,
+        cache_as: object = None,
     ) -> Request:
         """Queue a request; ``natural_stop`` reports ``stop`` instead of ``length`` at the end.
 
         ``profile`` overrides the engine's acceptance profile for this request
         (traffic that mixes tasks: code accepts more drafts than chat).
-        ``cached_tokens`` leading prompt tokens hit the prefix cache (a
-        conversation's earlier turns): they take KV blocks but no prefill
-        compute; at least the last prompt token is always computed, as in
-        vLLM. A preempted request recomputes its whole prompt.
+        ``prefix``/``prefix_tokens``: the request's first ``prefix_tokens``
+        prompt tokens are those an earlier request left cached under the key
+        ``prefix`` (a conversation's earlier turn); whatever of them is still
+        cached at admission costs KV blocks but no prefill compute. At least
+        the last prompt token is always computed, as in vLLM. ``cache_as``:
+        the key this request's blocks stay cached under when it finishes.
 
         Raises ``ValueError`` for a request vLLM would reject (too long for
         ``max_model_len``).
@@ -290,8 +346,8 @@ class Engine:
             raise ValueError("a prompt needs at least one token")
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
-        if cached_tokens < 0:
-            raise ValueError("cached_tokens must not be negative")
+        if prefix_tokens < 0:
+            raise ValueError("prefix_tokens must not be negative")
         if prompt_tokens + max_tokens > self.config.max_model_len:
             raise ValueError(
                 f"This model's maximum context length is {self.config.max_model_len} tokens. "
@@ -307,7 +363,10 @@ class Engine:
             key=key,
         )
         request.profile = profile
-        request.computed = min(cached_tokens, prompt_tokens - 1)
+        if prefix is not None:
+            request.prefix = prefix
+            request.prefix_tokens = min(prefix_tokens, prompt_tokens - 1)
+        request.cache_as = cache_as
         request.accept_key = rng_key(self.config.seed, PURPOSE_ACCEPT, request.number)
         self._next_number += 1
         self.waiting.append(request)
@@ -333,8 +392,11 @@ class Engine:
     # ---- scheduling -----------------------------------------------------
     def _preempt(self, victim: Request) -> None:
         self.running.pop()  # always the last running request
-        self.free_blocks += victim.blocks
-        victim.blocks = 0
+        # Its computed blocks stay cached under its own key: if they survive
+        # until it is admitted again, it recomputes only what was evicted.
+        victim.prefix = victim
+        victim.prefix_tokens = victim.computed
+        self._release(victim, victim)
         victim.computed = 0
         victim.preemptions += 1
         self.waiting.appendleft(victim)
@@ -342,6 +404,51 @@ class Engine:
     def _blocks_for(self, request: Request, new_tokens: int) -> int:
         size = self.config.block_size
         return max(0, -(-(request.computed + new_tokens) // size) - request.blocks)
+
+    def _allocate(self, request: Request, blocks: int) -> None:
+        """Give ``blocks`` free blocks to ``request``: never-used ones first, then
+        the least recently freed cached ones (evicting their prefix from the cache)."""
+        shortfall = blocks - (self.free_blocks - self._cached_blocks)
+        while shortfall > 0:
+            key, count = next(iter(self._cache.items()))
+            evicted = min(count, shortfall)
+            if evicted == count:
+                del self._cache[key]
+            else:
+                self._cache[key] = count - evicted
+            self._cached_blocks -= evicted
+            shortfall -= evicted
+        self.free_blocks -= blocks
+        request.blocks += blocks
+
+    def _release(self, request: Request, key: object) -> None:
+        """Return a request's blocks to the free pool; its full blocks stay cached under ``key``."""
+        self.free_blocks += request.blocks
+        full = min(request.blocks, request.computed // self.config.block_size)
+        request.blocks = 0
+        if key is None or full <= 0:
+            return
+        self._cached_blocks -= self._cache.pop(key, 0)
+        self._cache[key] = full
+        self._cached_blocks += full
+
+    def _prefix_hit(self, request: Request) -> int:
+        """Blocks of the request's named prefix still cached (usable at admission)."""
+        if request.prefix is None:
+            return 0
+        usable = request.prefix_tokens // self.config.block_size
+        return min(self._cache.get(request.prefix, 0), usable)
+
+    def _claim_prefix(self, request: Request, hit: int) -> None:
+        """Move ``hit`` cached prefix blocks to the request; the rest of that entry is
+        no longer anybody's prefix and becomes plain free blocks."""
+        if request.prefix is not None:
+            self._cached_blocks -= self._cache.pop(request.prefix, 0)
+        request.prefix = None
+        request.prefix_tokens = 0
+        self.free_blocks -= hit
+        request.blocks = hit
+        request.computed = hit * self.config.block_size
 
     def step(self, now: float) -> StepResult | None:
         """Run one engine step starting at ``now`` (or at the engine clock if later).
@@ -379,8 +486,7 @@ class Engine:
                     break
             if preempted_self:
                 break
-            self.free_blocks -= need
-            request.blocks += need
+            self._allocate(request, need)
             budget -= new
             scheduled.append((request, new, decoding))
             index += 1
@@ -391,13 +497,15 @@ class Engine:
                 request = self.waiting[0]
                 if request.arrival > start:
                     break
-                new = min(request.prompt + request.output - request.computed, budget)
-                need = self._blocks_for(request, new)
+                hit = self._prefix_hit(request)
+                size = config.block_size
+                new = min(request.prompt + request.output - hit * size, budget)
+                need = -(-(hit * size + new) // size)  # the hit blocks included
                 if need > self.free_blocks:
                     break
                 self.waiting.popleft()
-                self.free_blocks -= need
-                request.blocks += need
+                self._claim_prefix(request, hit)
+                self._allocate(request, need - hit)
                 budget -= new
                 self.running.append(request)
                 if request.first_scheduled is None:
@@ -466,6 +574,7 @@ class Engine:
                 request.computed += emitted
             else:
                 request.computed += new
+                result.prefill_tokens += new
                 if request.output == 0:
                     result.prompt_tokens += new
                 if request.computed >= request.prompt + request.output:
@@ -506,8 +615,7 @@ class Engine:
 
     def _finish(self, request: Request, at: float) -> None:
         self.running.remove(request)
-        self.free_blocks += request.blocks
-        request.blocks = 0
+        self._release(request, request.cache_as)
         request.finished_at = at
         request.finish_reason = "stop" if request.natural_stop else "length"
 
@@ -515,8 +623,7 @@ class Engine:
         """Drop a request (client went away), freeing its cache."""
         if request in self.running:
             self.running.remove(request)
-            self.free_blocks += request.blocks
-            request.blocks = 0
+            self._release(request, request.cache_as)
         elif request in self.waiting:
             self.waiting.remove(request)
         request.finish_reason = "abort"
