@@ -10,8 +10,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
@@ -121,6 +123,28 @@ def test_kwok_config_pins_loopback_node_ip_and_recycles_pool_volumes() -> None:
     assert stage["spec"]["resourceRef"] == {"apiGroup": "v1", "kind": "PersistentVolume"}
     keys = [e["key"] for e in stage["spec"]["selector"]["matchExpressions"]]
     assert keys == [".status.phase", '.metadata.labels["specops.dev/volume-pool"]']
+
+
+def test_simulated_readiness_starts_only_specops_pods_not_ready() -> None:
+    docs = kwokconfig.documents(simulated_readiness=True)
+    pods = {d["metadata"]["name"]: d for d in docs[2:]}
+    assert set(pods) == {"pod-ready", "specops-pod-loading", "pod-complete", "pod-delete"}
+    label = '.metadata.labels["app.kubernetes.io/managed-by"]'
+
+    def managed(stage: dict[str, Any]) -> tuple[str, list[str]]:
+        [e] = [e for e in stage["spec"]["selector"]["matchExpressions"] if e["key"] == label]
+        return e["operator"], e["values"]
+
+    assert managed(pods["pod-ready"]) == ("NotIn", ["specops"])
+    assert managed(pods["specops-pod-loading"]) == ("In", ["specops"])
+    loading = pods["specops-pod-loading"]["spec"]["next"]["statusTemplate"]
+    ready = pods["pod-ready"]["spec"]["next"]["statusTemplate"]
+    assert "reason: SimulatorLoading" in loading and "ready: false" in loading
+    assert "Simulator" not in ready and "ready: true" in ready
+    assert 'status: "False"\n  type: Ready' in loading
+    assert "podIP:" in loading and "phase: Running" in loading  # kwok must not re-match it
+    yaml.safe_dump_all(docs)  # what the cluster writes to kwok.yaml
+    assert len(kwokconfig.documents()) == 2  # default: kwok's own pod-fast stages
 
 
 def test_pki_issues_a_loopback_serving_cert_and_a_system_masters_client() -> None:

@@ -200,3 +200,28 @@ def test_restart_delay_doubles_like_crashloopbackoff_and_is_capped(
     crashes: int, delay: float
 ) -> None:
     assert plan.restart_delay(crashes, 5.0) == delay
+
+
+@pytest.mark.parametrize(
+    ("condition", "gated", "ready"),
+    [
+        pytest.param(None, False, False, id="no Ready condition yet"),
+        pytest.param({"status": "True"}, False, True, id="kwok made it Ready: not ours"),
+        pytest.param(
+            {"status": "False", "reason": "SimulatorLoading"}, True, False, id="gated, loading"
+        ),
+        pytest.param(
+            {"status": "True", "reason": "SimulatorReady"}, True, True, id="gated, marked Ready"
+        ),
+    ],
+)
+def test_readiness_is_ours_only_on_pods_kwok_started_gated(
+    condition: dict[str, str] | None, gated: bool, ready: bool
+) -> None:
+    p = pod("a")
+    if condition is not None:
+        p["status"]["conditions"] = [{"type": "Initialized", "status": "True"}]
+        p["status"]["conditions"].append({"type": "Ready", **condition})
+    assert plan.readiness(p) == (gated, ready)
+    replica = plan.replicas([p], NODES)[0]["uid-a"]
+    assert (replica.gated, replica.pod_ready) == (gated, ready)

@@ -25,3 +25,15 @@ def test_probe_readiness(
         probe_readiness(ok=ok, was_ready=was_ready, alive=alive, failures=failures, threshold=3)
         is expected
     )
+
+
+def test_readiness_patch_is_what_a_kubelet_writes_for_the_vllm_container() -> None:
+    from specops.podrunner.runner import readiness_patch
+
+    patch = readiness_patch(False, "2026-11-28T00:00:00Z")
+    conditions = patch["status"]["conditions"]
+    assert {c["type"] for c in conditions} == {"Ready", "ContainersReady"}
+    assert {(c["status"], c["reason"]) for c in conditions} == {("False", "SimulatorNotReady")}
+    assert patch["status"]["containerStatuses"] == [{"name": "vllm", "ready": False}]
+    ready = readiness_patch(True, "2026-11-28T00:00:00Z")["status"]["conditions"][0]
+    assert (ready["status"], ready["reason"]) == ("True", "SimulatorReady")

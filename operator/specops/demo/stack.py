@@ -209,7 +209,9 @@ def up(
     say("building or reusing the control-plane tools (hack/build-tools) ...")
     bin_dir = tools.find()
     say(f"starting the local control plane {name!r} (etcd, kube-apiserver, controllers, kwok) ...")
-    kube = devcluster.up(name, bin_dir=bin_dir, die_with_parent=False)
+    # Simulated readiness: a vLLM pod is Ready only once its simulator has
+    # loaded, so rollouts (a change of k) cost capacity as they do on GPUs.
+    kube = devcluster.up(name, bin_dir=bin_dir, die_with_parent=False, simulated_readiness=True)
     say(f"  cluster ready in {time.monotonic() - t0:.0f}s at {kube.server}")
 
     metrics_port = free_loopback_port()

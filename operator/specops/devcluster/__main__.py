@@ -39,6 +39,12 @@ def _parser() -> argparse.ArgumentParser:
                 help=f"YAML node-pool file (default: ${nodepools.ENV_VAR} or the built-in pools)",
             )
             p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait")
+            p.add_argument(
+                "--simulated-readiness",
+                action="store_true",
+                help="start SpecOps-managed pods NotReady until the pod runner's simulator "
+                "has loaded (rollouts then wait for the model load, as on GPUs)",
+            )
     return parser
 
 
@@ -49,7 +55,13 @@ def _up(args: argparse.Namespace) -> int:
     running = cluster.find(args.name)
     if running is None:
         print(f"devcluster: starting cluster {args.name!r} ...", file=sys.stderr)
-    result = cluster.up(args.name, bin_dir=bin_dir, pools=pools, timeout=args.timeout)
+    result = cluster.up(
+        args.name,
+        bin_dir=bin_dir,
+        pools=pools,
+        timeout=args.timeout,
+        simulated_readiness=args.simulated_readiness,
+    )
     if running is None:
         steps = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
         print(

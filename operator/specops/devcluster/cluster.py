@@ -61,6 +61,8 @@ class Cluster:
     server: str
     state_dir: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    simulated_readiness: bool = False
+    """SpecOps-managed pods start NotReady until the pod runner marks them (kwokconfig)."""
 
     def api_client(self) -> Any:
         """A fresh ``kubernetes.client.ApiClient`` for this cluster's admin user."""
@@ -157,6 +159,7 @@ def _cluster_from_state(data: dict[str, Any], directory: Path) -> Cluster:
         server=str(data["server"]),
         state_dir=str(directory),
         timings={str(k): float(v) for k, v in dict(data.get("timings", {})).items()},
+        simulated_readiness=bool(data.get("simulated_readiness", False)),
     )
 
 
@@ -295,6 +298,7 @@ class _Plan:
     bin_dir: Path
     ports: dict[str, int]
     files: dict[str, Path] = field(default_factory=dict)
+    simulated_readiness: bool = False
 
     @property
     def server(self) -> str:
@@ -401,7 +405,8 @@ def _write_files(plan: _Plan) -> None:
     path.chmod(0o600)
     plan.files["admin.kubeconfig"] = path
     kwok_yaml = plan.directory / "kwok.yaml"
-    kwok_yaml.write_text(yaml.safe_dump_all(kwokconfig.documents(), sort_keys=False))
+    documents = kwokconfig.documents(simulated_readiness=plan.simulated_readiness)
+    kwok_yaml.write_text(yaml.safe_dump_all(documents, sort_keys=False))
     plan.files["kwok.yaml"] = kwok_yaml
 
 
@@ -455,6 +460,7 @@ def up(
     volumes: tuple[tuple[str, int], ...] = storage.DEFAULT_VOLUMES,
     die_with_parent: bool = False,
     timeout: float = 120.0,
+    simulated_readiness: bool = False,
 ) -> Cluster:
     """Start cluster ``name`` (or return it if it already runs) and wait until it is ready.
 
@@ -464,6 +470,9 @@ def up(
 
     ``die_with_parent`` ties the programs' lives to the calling process (pytest);
     without it they run on after the caller exits (``hack/cluster up``).
+    ``simulated_readiness`` starts SpecOps-managed pods NotReady for the pod
+    runner to mark Ready once their simulator has loaded
+    (:mod:`specops.devcluster.kwokconfig`); a running cluster is returned as it is.
     """
     validate_name(name)
     pools = nodepools.from_env() if pools is None else pools
@@ -474,7 +483,9 @@ def up(
         _down_unlocked(name)  # whatever is left of an earlier run
         for attempt in range(3):
             try:
-                return _start(name, bin_dir, pools, volumes, die_with_parent, timeout)
+                return _start(
+                    name, bin_dir, pools, volumes, die_with_parent, timeout, simulated_readiness
+                )
             except ClusterError as exc:
                 # Another process may grab a port between choosing and binding it.
                 if attempt < 2 and "address already in use" in str(exc):
@@ -490,6 +501,7 @@ def _start(
     volumes: tuple[tuple[str, int], ...],
     die_with_parent: bool,
     timeout: float,
+    simulated_readiness: bool = False,
 ) -> Cluster:
     directory = state_dir(name)
     shutil.rmtree(directory, ignore_errors=True)
@@ -502,7 +514,13 @@ def _start(
             strict=True,
         )
     )
-    plan = _Plan(name=name, directory=directory, bin_dir=bin_dir, ports=ports)
+    plan = _Plan(
+        name=name,
+        directory=directory,
+        bin_dir=bin_dir,
+        ports=ports,
+        simulated_readiness=simulated_readiness,
+    )
     _write_files(plan)
     argv = _argv(plan)
     state: dict[str, Any] = {
@@ -515,6 +533,7 @@ def _start(
         "pids": {},
         "owner_pid": os.getpid() if die_with_parent else 0,
         "timings": {},
+        "simulated_readiness": simulated_readiness,
     }
     started: dict[str, processes.Program] = {}
     t0 = time.monotonic()

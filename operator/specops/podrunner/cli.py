@@ -12,7 +12,7 @@ import os
 import signal
 from pathlib import Path
 
-from specops.podrunner.runner import Options, PodRunner, kube_lister
+from specops.podrunner.runner import Options, PodRunner, kube_lister, kube_readiness_writer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--interval must be positive")
     try:
         lister = kube_lister(args.kubeconfig)
+        set_ready = kube_readiness_writer(args.kubeconfig)
     except ValueError as exc:
         raise UsageError(f"API server: {exc}") from None
     options = Options(
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await PodRunner(lister, options).run(stop)
+        await PodRunner(lister, options, set_ready).run(stop)
 
     asyncio.run(main())
     return 0

@@ -23,6 +23,12 @@ CONTAINER = "vllm"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 GPU_TYPE_LABEL = "specops.dev/gpu-type"
 POD_LABEL_PREFIX = "app.kubernetes.io/"
+GATED_REASON_PREFIX = "Simulator"
+"""Reasons of a pod's Ready condition that the pod runner owns: kwok starts
+SpecOps pods NotReady with ``SimulatorLoading`` on clusters with simulated
+readiness (``specops.devcluster.kwokconfig``), and the runner then writes
+``SimulatorReady`` / ``SimulatorNotReady``. On other clusters kwok marks pods
+Ready itself and the runner leaves their status alone."""
 
 # Flags that say where vLLM listens: the runner decides that (loopback, free port).
 _LISTEN_FLAGS = frozenset({"--host", "--port", "--uds"})
@@ -39,6 +45,10 @@ class Replica:
     gpu: str
     serve_args: tuple[str, ...]
     labels: Mapping[str, str] = field(default_factory=dict)
+    gated: bool = False
+    """The pod runner reports this pod's readiness (see :data:`GATED_REASON_PREFIX`)."""
+    pod_ready: bool = False
+    """The pod's Ready condition when the replica was planned."""
 
     @property
     def key(self) -> str:
@@ -108,6 +118,18 @@ def _running(pod: Mapping[str, Any]) -> bool:
     return status.get("phase") == "Running" and not meta.get("deletionTimestamp")
 
 
+def _ready_condition(pod: Mapping[str, Any]) -> Mapping[str, Any]:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "Ready"), {})
+
+
+def readiness(pod: Mapping[str, Any]) -> tuple[bool, bool]:
+    """(gated, ready): whether the runner owns the pod's readiness, and its Ready status."""
+    condition = _ready_condition(pod)
+    gated = str(condition.get("reason") or "").startswith(GATED_REASON_PREFIX)
+    return gated, condition.get("status") == "True"
+
+
 def replicas(
     pods: Iterable[Mapping[str, Any]], nodes: Mapping[str, Mapping[str, Any]]
 ) -> tuple[dict[str, Replica], list[Skipped]]:
@@ -142,6 +164,7 @@ def replicas(
         if args is None:
             skipped.append(Skipped(key, "container does not run `vllm serve <model>`"))
             continue
+        gated, ready = readiness(pod)
         out[str(meta["uid"])] = Replica(
             uid=str(meta["uid"]),
             namespace=str(meta["namespace"]),
@@ -150,6 +173,8 @@ def replicas(
             gpu=gpu,
             serve_args=args,
             labels=dict(labels),
+            gated=gated,
+            pod_ready=ready,
         )
     return out, skipped
 

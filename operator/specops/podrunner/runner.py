@@ -32,6 +32,8 @@ STATE_FILE = "frontdoors.json"
 
 Lister = Callable[[], tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]]
 """Returns (pods, services, nodes) as plain dicts; runs in a worker thread."""
+ReadinessWriter = Callable[[str, str, bool], None]
+"""Sets pod (namespace, name)'s Ready condition; runs in a worker thread."""
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,19 @@ class Running:
     sim: processes.SimProcess
     backend: Backend
     failures: int = 0
+    reported: bool = False
+    """The Ready status the pod has in the API (gated pods only)."""
 
 
 class PodRunner:
     """Owns every simulator and front door; ``run()`` until ``stop`` is set."""
 
-    def __init__(self, lister: Lister, options: Options) -> None:
+    def __init__(
+        self, lister: Lister, options: Options, set_ready: ReadinessWriter | None = None
+    ) -> None:
         self.lister = lister
         self.options = options
+        self.set_ready = set_ready
         self.running: dict[str, Running] = {}
         self.doors: dict[str, FrontDoor] = {}
         self._crashed_at: dict[str, float] = {}
@@ -127,6 +134,9 @@ class PodRunner:
             for r in stopping:
                 r.backend.ready = False
             await asyncio.to_thread(processes.stop_all, [r.sim for r in stopping])
+        for uid in crashed:
+            # The pod stays; its replica is down until the restart has loaded again.
+            await self._report(desired[uid], ready=False, reported=desired[uid].pod_ready)
 
         now = time.monotonic()
         for uid, replica in desired.items():
@@ -143,7 +153,9 @@ class PodRunner:
                 load_time_s=self.options.load_time_s,
             )
             sim = processes.start(replica.key, argv, port, self.options.log_dir)
-            self.running[uid] = Running(replica, sim, Backend(replica.key, sim.url))
+            self.running[uid] = Running(
+                replica, sim, Backend(replica.key, sim.url), reported=replica.pod_ready
+            )
 
         await self._sync_doors(plan.front_doors(services))
         self._write_files()
@@ -188,12 +200,30 @@ class PodRunner:
             if ready != r.backend.ready:
                 log.info("%s is %s", r.replica.key, "ready" if ready else "not ready")
             r.backend.ready = ready
+            if await self._report(r.replica, ready=ready, reported=r.reported):
+                r.reported = ready
 
         while not stop.is_set():
             await asyncio.gather(*(probe(r) for r in list(self.running.values())))
             self._write_files()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.options.health_interval_s)
+
+    async def _report(self, replica: plan.Replica, *, ready: bool, reported: bool) -> bool:
+        """Write the pod's Ready condition if the runner owns it and it changed.
+
+        Returns whether the API now says ``ready``; a failed write is retried
+        on the next probe, since the pod keeps its old status meanwhile.
+        """
+        if not replica.gated or self.set_ready is None or ready == reported:
+            return ready == reported
+        try:
+            await asyncio.to_thread(self.set_ready, replica.namespace, replica.pod, ready)
+        except Exception as exc:  # the pod may be gone; the next pass knows
+            log.warning("could not mark %s %s: %s", replica.key, _word(ready), exc)
+            return False
+        log.info("marked pod %s %s", replica.key, _word(ready))
+        return True
 
     def _write_files(self) -> None:
         groups = [
@@ -248,6 +278,47 @@ class PodRunner:
             self._last_targets = None
             self._last_state = None
             self._write_files()
+
+
+def _word(ready: bool) -> str:
+    return "Ready" if ready else "NotReady"
+
+
+def readiness_patch(ready: bool, now: str) -> dict[str, Any]:
+    """The status patch a kubelet would send when the vLLM container's readiness changes."""
+    status = "True" if ready else "False"
+    reason = f"{plan.GATED_REASON_PREFIX}{'Ready' if ready else 'NotReady'}"
+    conditions = [
+        {"type": kind, "status": status, "reason": reason, "lastTransitionTime": now}
+        for kind in ("Ready", "ContainersReady")
+    ]
+    return {
+        "status": {
+            "conditions": conditions,
+            "containerStatuses": [{"name": plan.CONTAINER, "ready": ready}],
+        }
+    }
+
+
+def kube_readiness_writer(kubeconfig: str) -> ReadinessWriter:
+    """Writes gated pods' readiness through the pod ``status`` subresource (loopback only)."""
+    from datetime import UTC, datetime
+
+    from kubernetes import client, config
+
+    from specops.prom.loopback import require_loopback_url
+
+    api_client = config.new_client_from_config(config_file=kubeconfig)
+    require_loopback_url(api_client.configuration.host)
+    core = client.CoreV1Api(api_client)
+
+    def set_ready(namespace: str, name: str, ready: bool) -> None:
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        core.patch_namespaced_pod_status(
+            name, namespace, readiness_patch(ready, now), _request_timeout=10
+        )
+
+    return set_ready
 
 
 def kube_lister(kubeconfig: str) -> Lister:
