@@ -314,3 +314,58 @@ def test_pods_get_simulators_that_follow_scaling_and_replacement(
                 == [new_key.split("/")[1]]
             ),
         )
+
+
+async def _stream_while(url: str, tokens: int, during: Callable[[], None]) -> int:
+    """Stream ``tokens`` tokens; call ``during`` after the first chunk; return tokens received."""
+    body = {
+        "model": VERIFIER,
+        "prompt": "hello " * 16,
+        "max_tokens": tokens,
+        "ignore_eos": True,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    received = 0
+    called = False
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(url + "/v1/completions", json=body) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+        async for raw in resp.content:
+            if not raw.startswith(b"data: {"):
+                continue
+            if not called:
+                called = True
+                await asyncio.to_thread(during)
+            usage = json.loads(raw[6:]).get("usage")
+            if usage:
+                received = usage["completion_tokens"]
+    return received
+
+
+def test_a_deleted_pod_finishes_its_streams_before_its_simulator_stops(
+    kube_cluster: Any, namespace: str, podrunner: Path
+) -> None:
+    """As kubelet and vLLM's server do: out of the Service at once, in-flight requests finish."""
+    from kubernetes import client
+
+    with kube_cluster.api_client() as api:
+        apps, core = client.AppsV1Api(api), client.CoreV1Api(api)
+        apps.create_namespaced_deployment(namespace, deployment("llama", 1))
+        core.create_namespaced_service(namespace, service("llama"))
+        [sim] = wait_for("a ready simulator", lambda: simulators(podrunner, namespace, 1)).values()
+        door = read_state(podrunner)["frontdoors"][f"{namespace}/llama"]
+
+        def scale_to_zero() -> None:
+            apps.patch_namespaced_deployment_scale(
+                namespace=namespace, name="llama", body={"spec": {"replicas": 0}}
+            )
+            wait_for("the pod gone", lambda: not simulators(podrunner, namespace, 1), 30)
+
+        # 1,500 tokens take a few seconds on a simulated H100, longer than the scale-down.
+        received = asyncio.run(_stream_while(door["url"], 1500, scale_to_zero))
+        assert received == 1500
+        assert door_status(door["url"]) == 503  # no replica behind the door any more
+        wait_for("the drained simulator to exit", lambda: not alive(sim["pid"]), 30)

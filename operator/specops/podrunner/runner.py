@@ -51,6 +51,9 @@ class Options:
     kubelet's readinessProbe ``failureThreshold``: one slow answer from a busy
     replica on a loaded machine must not drop its in-flight capacity."""
     restart_backoff_s: float = 5.0
+    drain_timeout_s: float = 30.0
+    """How long a deleted pod's simulator may finish its in-flight requests before it
+    is stopped: Kubernetes' default ``terminationGracePeriodSeconds``."""
 
 
 @dataclass
@@ -80,6 +83,8 @@ class PodRunner:
         self._last_targets: Any = None
         self._last_state: Any = None
         self._session: aiohttp.ClientSession | None = None
+        self._draining: dict[str, Running] = {}
+        self._drains: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         self.options.targets_dir.mkdir(parents=True, exist_ok=True)
@@ -129,7 +134,9 @@ class PodRunner:
         for uid in [u for u in self._crashes if u not in desired]:
             self._crashes.pop(uid)
             self._crashed_at.pop(uid, None)
-        stopping = [self.running.pop(uid) for uid in gone + crashed]
+        for uid in gone:
+            self._drain(self.running.pop(uid))
+        stopping = [self.running.pop(uid) for uid in crashed]
         if stopping:
             for r in stopping:
                 r.backend.ready = False
@@ -159,6 +166,28 @@ class PodRunner:
 
         await self._sync_doors(plan.front_doors(services))
         self._write_files()
+
+    def _drain(self, r: Running) -> None:
+        """Stop a deleted pod's replica the way kubelet and vLLM's server do.
+
+        The pod is out of its Service at once (the door has no new request for
+        it), but requests already streaming finish, up to the grace period;
+        then the process gets SIGTERM. Killing it at once would cut every
+        stream a scale-down happens to catch.
+        """
+        r.backend.ready = False
+        self._draining[r.replica.uid] = r
+
+        async def drain() -> None:
+            deadline = time.monotonic() + self.options.drain_timeout_s
+            while r.backend.outstanding and r.sim.alive and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            await asyncio.to_thread(processes.stop_all, [r.sim])
+            self._draining.pop(r.replica.uid, None)
+
+        task = asyncio.create_task(drain())
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     def _backoff(self, uid: str) -> float:
         return plan.restart_delay(self._crashes.get(uid, 0), self.options.restart_backoff_s)
@@ -271,8 +300,11 @@ class PodRunner:
         for door in self.doors.values():
             await door.stop()
         self.doors.clear()
-        sims = [r.sim for r in self.running.values()]
+        for task in list(self._drains):
+            task.cancel()
+        sims = [r.sim for r in [*self.running.values(), *self._draining.values()]]
         self.running.clear()
+        self._draining.clear()
         await asyncio.to_thread(processes.stop_all, sims)
         with contextlib.suppress(OSError):
             self._last_targets = None
