@@ -8,6 +8,7 @@ Waiting is always polling for a condition with a deadline, never sleeping.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -16,7 +17,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +51,50 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) ->
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
         time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def pod_runner(
+    kubeconfig: str, targets_dir: Path, log_path: Path, *, load_time_s: float = 3.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The real ``python -m specops.podrunner`` (fixture Hub mirror, 0.5 s polls).
+
+    Tests that check a clean exit send SIGTERM themselves inside the block;
+    otherwise it is stopped (SIGTERM, then SIGKILL after 30 s) on the way
+    out, and the tail of its log is printed for a failing test.
+    """
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "specops.podrunner",
+            "--kubeconfig",
+            kubeconfig,
+            "--targets-dir",
+            str(targets_dir),
+            "--hub-mirror",
+            str(MIRROR),
+            "--load-time",
+            str(load_time_s),
+            "--interval",
+            "0.5",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        print("--- pod runner log ---\n" + log_path.read_text()[-3000:])
 
 
 def stays_quiet(what: str, probe: Callable[[], object], seconds: float) -> None:

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -28,7 +25,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from operator_harness import Kube, OperatorProcess, install_crd, resource, stays_quiet, wait_for
+from operator_harness import (
+    Kube,
+    OperatorProcess,
+    install_crd,
+    pod_runner,
+    resource,
+    stays_quiet,
+    wait_for,
+)
 
 from specops.prom import PrometheusServer
 
@@ -226,43 +231,18 @@ def twin(
     kube_cluster: Any, namespace: str, prometheus_server: PrometheusServer, tmp_path: Path
 ) -> Iterator[Twin]:
     """CRD installed, the pod runner running (3 s simulated model load), Prometheus scraping."""
-    log = (tmp_path / "podrunner.log").open("wb")
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "specops.podrunner",
-            "--kubeconfig",
-            kube_cluster.kubeconfig,
-            "--targets-dir",
-            str(prometheus_server.targets_dir),
-            "--hub-mirror",
-            str(HUB),
-            "--load-time",
-            "3",
-            "--interval",
-            "0.5",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        with kube_cluster.api_client() as api:
-            install_crd(api)
-            yield Twin(
-                Kube(api, namespace),
-                prometheus_server,
-                prometheus_server.targets_dir / "frontdoors.json",
-            )
-    finally:
-        runner.send_signal(signal.SIGTERM)
-        try:
-            runner.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            runner.wait()
-        log.close()
-        print("--- pod runner log ---\n" + (tmp_path / "podrunner.log").read_text()[-3000:])
+    with (
+        pod_runner(
+            kube_cluster.kubeconfig, prometheus_server.targets_dir, tmp_path / "podrunner.log"
+        ),
+        kube_cluster.api_client() as api,
+    ):
+        install_crd(api)
+        yield Twin(
+            Kube(api, namespace),
+            prometheus_server,
+            prometheus_server.targets_dir / "frontdoors.json",
+        )
 
 
 @pytest.fixture

@@ -12,8 +12,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +21,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pytest
+from operator_harness import pod_runner
 from prometheus_client.parser import text_string_to_metric_families
 
 from specops.prom import PrometheusServer
@@ -109,40 +108,15 @@ def service(name: str) -> dict[str, Any]:
 @pytest.fixture
 def podrunner(kube_cluster: Any, prometheus_server: PrometheusServer) -> Iterator[Path]:
     """The real ``python -m specops.podrunner`` process; yields its state file."""
-    log = (prometheus_server.workdir / "podrunner.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "specops.podrunner",
-            "--kubeconfig",
-            kube_cluster.kubeconfig,
-            "--targets-dir",
-            str(prometheus_server.targets_dir),
-            "--hub-mirror",
-            str(HUB),
-            "--load-time",
-            "3",
-            "--interval",
-            "0.5",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     state = prometheus_server.targets_dir / "frontdoors.json"
-    try:
+    log = prometheus_server.workdir / "podrunner.log"
+    with pod_runner(kube_cluster.kubeconfig, prometheus_server.targets_dir, log) as proc:
         yield state
         # Clean shutdown: every simulator it started must be gone afterwards.
         pids = [s["pid"] for s in read_state(state)["simulators"].values()]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not [p for p in pids if alive(p)]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-        print((prometheus_server.workdir / "podrunner.log").read_text()[-3000:])
 
 
 def read_state(path: Path) -> dict[str, Any]:

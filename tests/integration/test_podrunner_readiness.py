@@ -13,19 +13,16 @@ manage are untouched.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from operator_harness import stays_quiet, wait_for
-from test_podrunner import HUB, LABELS, alive, deployment, read_state
+from operator_harness import pod_runner, stays_quiet, wait_for
+from test_podrunner import LABELS, alive, deployment, read_state
 
 from specops.devcluster import Cluster, tools
 from specops.devcluster import cluster as devcluster
@@ -74,41 +71,6 @@ def _available(apps: client.AppsV1Api, name: str) -> int:
     return apps.read_namespaced_deployment(name, NAMESPACE).status.available_replicas or 0
 
 
-@contextlib.contextmanager
-def pod_runner(gated_cluster: Cluster, tmp_path: Path) -> Iterator[Path]:
-    """The real ``python -m specops.podrunner``; yields its state file."""
-    log = (tmp_path / "podrunner.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "specops.podrunner",
-            "--kubeconfig",
-            gated_cluster.kubeconfig,
-            "--targets-dir",
-            str(tmp_path / "targets"),
-            "--hub-mirror",
-            str(HUB),
-            "--load-time",
-            "3",
-            "--interval",
-            "0.5",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        yield tmp_path / "targets" / "frontdoors.json"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-        print((tmp_path / "podrunner.log").read_text()[-3000:])
-
-
 def test_pods_wait_for_their_simulator_through_start_rollout_and_crash(
     gated_cluster: Cluster, core: client.CoreV1Api, tmp_path: Path
 ) -> None:
@@ -143,8 +105,11 @@ def test_pods_wait_for_their_simulator_through_start_rollout_and_crash(
             seconds=3,
         )
         assert _available(apps, "llama") == 0
-        with pod_runner(gated_cluster, tmp_path) as runner:
-            _with_runner(apps, core, runner, selector)
+        targets = tmp_path / "targets"
+        with pod_runner(gated_cluster.kubeconfig, targets, tmp_path / "podrunner.log") as proc:
+            _with_runner(apps, core, targets / "frontdoors.json", selector)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
 
 
 def _with_runner(
