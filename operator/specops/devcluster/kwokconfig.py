@@ -32,8 +32,7 @@ MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY_VALUE = "specops"
 LOADING_REASON = "SimulatorLoading"
 """Reason on the Ready=False condition of a gated pod until the pod runner takes over;
-the pod runner recognises gated pods by the ``Simulator`` prefix of this reason."""
-GATED_REASON_PREFIX = "Simulator"
+the pod runner recognises gated pods by its prefix (``podrunner.plan.GATED_REASON_PREFIX``)."""
 
 _CONDITIONS = """\
 conditions:
@@ -104,75 +103,63 @@ def _pod_status_template(*, ready: bool) -> str:
     return "{{ $now := Now }}\n" + conditions + containers.replace("\\\n", "")
 
 
-def _pod_stage(name: str, managed: str, *, ready: bool) -> dict[str, Any]:
+def _stage(
+    name: str, kind: str, expressions: list[dict[str, Any]], next_: dict[str, Any]
+) -> dict[str, Any]:
+    """One kwok Stage: when an object of ``kind`` matches ``expressions``, apply ``next_``."""
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
         "kind": "Stage",
         "metadata": {"name": name},
         "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.podIP", "operator": "DoesNotExist"},
-                    {
-                        "key": f'.metadata.labels["{MANAGED_BY_LABEL}"]',
-                        "operator": managed,
-                        "values": [MANAGED_BY_VALUE],
-                    },
-                ]
-            },
-            "next": {"statusTemplate": _pod_status_template(ready=ready)},
+            "resourceRef": {"apiGroup": "v1", "kind": kind},
+            "selector": {"matchExpressions": expressions},
+            "next": next_,
         },
     }
+
+
+def _pod_stage(name: str, managed: str, *, ready: bool) -> dict[str, Any]:
+    expressions: list[dict[str, Any]] = [
+        {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+        {"key": ".status.podIP", "operator": "DoesNotExist"},
+        {
+            "key": f'.metadata.labels["{MANAGED_BY_LABEL}"]',
+            "operator": managed,
+            "values": [MANAGED_BY_VALUE],
+        },
+    ]
+    return _stage(name, "Pod", expressions, {"statusTemplate": _pod_status_template(ready=ready)})
 
 
 def pod_stages() -> list[dict[str, Any]]:
     """``pod-fast`` with SpecOps-managed pods started NotReady (see the module docstring)."""
-    complete = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-complete"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
-                    {"key": ".status.phase", "operator": "In", "values": ["Running"]},
-                    {
-                        "key": ".metadata.ownerReferences.[].kind",
-                        "operator": "In",
-                        "values": ["Job"],
-                    },
-                ]
-            },
-            "next": {
-                "statusTemplate": (
-                    "{{ $now := Now }}\n{{ $root := . }}\ncontainerStatuses:\n"
-                    "{{ range $index, $item := .spec.containers }}\n"
-                    "- image: {{ $item.image | Quote }}\n  name: {{ $item.name | Quote }}\n"
-                    "  ready: false\n  restartCount: 0\n  started: false\n  state:\n"
-                    "    terminated:\n      exitCode: 0\n"
-                    "      finishedAt: {{ $now | Quote }}\n      reason: Completed\n"
-                    "      startedAt: {{ $now | Quote }}\n{{ end }}\nphase: Succeeded\n"
-                )
-            },
+    complete = _stage(
+        "pod-complete",
+        "Pod",
+        [
+            {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+            {"key": ".status.phase", "operator": "In", "values": ["Running"]},
+            {"key": ".metadata.ownerReferences.[].kind", "operator": "In", "values": ["Job"]},
+        ],
+        {
+            "statusTemplate": (
+                "{{ $now := Now }}\n{{ $root := . }}\ncontainerStatuses:\n"
+                "{{ range $index, $item := .spec.containers }}\n"
+                "- image: {{ $item.image | Quote }}\n  name: {{ $item.name | Quote }}\n"
+                "  ready: false\n  restartCount: 0\n  started: false\n  state:\n"
+                "    terminated:\n      exitCode: 0\n"
+                "      finishedAt: {{ $now | Quote }}\n      reason: Completed\n"
+                "      startedAt: {{ $now | Quote }}\n{{ end }}\nphase: Succeeded\n"
+            )
         },
-    }
-    delete = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "pod-delete"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "Pod"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".metadata.deletionTimestamp", "operator": "Exists"},
-                ]
-            },
-            "next": {"finalizers": {"empty": True}, "delete": True},
-        },
-    }
+    )
+    delete = _stage(
+        "pod-delete",
+        "Pod",
+        [{"key": ".metadata.deletionTimestamp", "operator": "Exists"}],
+        {"finalizers": {"empty": True}, "delete": True},
+    )
     return [
         _pod_stage("pod-ready", "NotIn", ready=True),
         _pod_stage("specops-pod-loading", "In", ready=False),
@@ -195,19 +182,13 @@ def documents(
             "nodeLeaseDurationSeconds": 40,
         },
     }
-    recycle = {
-        "apiVersion": "kwok.x-k8s.io/v1alpha1",
-        "kind": "Stage",
-        "metadata": {"name": "specops-volume-recycle"},
-        "spec": {
-            "resourceRef": {"apiGroup": "v1", "kind": "PersistentVolume"},
-            "selector": {
-                "matchExpressions": [
-                    {"key": ".status.phase", "operator": "In", "values": ["Released"]},
-                    {"key": f'.metadata.labels["{POOL_LABEL}"]', "operator": "Exists"},
-                ]
-            },
-            "next": {"patches": [{"type": "merge", "root": "spec", "template": "claimRef: null"}]},
-        },
-    }
+    recycle = _stage(
+        "specops-volume-recycle",
+        "PersistentVolume",
+        [
+            {"key": ".status.phase", "operator": "In", "values": ["Released"]},
+            {"key": f'.metadata.labels["{POOL_LABEL}"]', "operator": "Exists"},
+        ],
+        {"patches": [{"type": "merge", "root": "spec", "template": "claimRef: null"}]},
+    )
     return [configuration, recycle, *(pod_stages() if simulated_readiness else [])]
