@@ -22,8 +22,12 @@ HUB = Path(__file__).resolve().parents[1] / "fixtures" / "hub"
 SPECOPS = Path(sys.executable).parent / "specops"
 
 
-def run_json(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, dict[str, Any]]:
-    code = main([*argv, "--hub-mirror", str(HUB), "--output", "json"])
+def run_json(
+    capsys: pytest.CaptureFixture[str], *argv: str, mirror: Path | None = HUB
+) -> tuple[int, dict[str, Any]]:
+    """``specops <argv> --output json`` against ``mirror`` (None: no mirror flag)."""
+    flags = ["--hub-mirror", str(mirror)] if mirror is not None else []
+    code = main([*argv, *flags, "--output", "json"])
     out = capsys.readouterr().out
     return code, json.loads(out)
 
@@ -128,18 +132,9 @@ def test_constructed_mismatches_in_a_mirror(
     edit(
         mirror, "RedHatAI/Qwen3-8B-speculator.eagle3", eagle_aux_hidden_state_layer_ids=[1, 18, 40]
     )
-    code = main(
-        [
-            "check",
-            "--speculator",
-            "RedHatAI/Qwen3-8B-speculator.eagle3",
-            "--hub-mirror",
-            str(mirror),
-            "-o",
-            "json",
-        ]
+    code, doc = run_json(
+        capsys, "check", "--speculator", "RedHatAI/Qwen3-8B-speculator.eagle3", mirror=mirror
     )
-    doc = json.loads(capsys.readouterr().out)
     assert code == 1
     assert [f["code"] for f in doc["findings"]] == ["AuxLayerOutOfRange"]
 
@@ -149,20 +144,15 @@ def test_truncated_speculator_config_is_invalid_config(
 ) -> None:
     path = mirror / "RedHatAI/Qwen3-8B-speculator.eagle3/config.json"
     path.write_text(path.read_text()[:300])
-    code = main(
-        [
-            "check",
-            "--verifier",
-            "Qwen/Qwen3-8B",
-            "--speculator",
-            "RedHatAI/Qwen3-8B-speculator.eagle3",
-            "--hub-mirror",
-            str(mirror),
-            "-o",
-            "json",
-        ]
+    code, doc = run_json(
+        capsys,
+        "check",
+        "--verifier",
+        "Qwen/Qwen3-8B",
+        "--speculator",
+        "RedHatAI/Qwen3-8B-speculator.eagle3",
+        mirror=mirror,
     )
-    doc = json.loads(capsys.readouterr().out)
     assert code == 1
     assert [f["code"] for f in doc["findings"]] == ["InvalidConfig"]
     assert "not valid JSON" in doc["findings"][0]["message"]
@@ -177,18 +167,15 @@ def test_plain_model_as_speculator(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_local_directories_work(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(
-        [
-            "check",
-            "--verifier",
-            str(HUB / "Qwen/Qwen3-8B"),
-            "--speculator",
-            str(HUB / "RedHatAI/Qwen3-8B-speculator.eagle3"),
-            "-o",
-            "json",
-        ]
+    code, doc = run_json(
+        capsys,
+        "check",
+        "--verifier",
+        str(HUB / "Qwen/Qwen3-8B"),
+        "--speculator",
+        str(HUB / "RedHatAI/Qwen3-8B-speculator.eagle3"),
+        mirror=None,
     )
-    doc = json.loads(capsys.readouterr().out)
     # The drafter names Qwen/Qwen3-8B, the user named a directory with the same shapes.
     assert code == 0
     assert [(f["code"], f["severity"]) for f in doc["findings"]] == [
