@@ -35,8 +35,17 @@ GROUP, VERSION, PLURAL = "serving.specops.dev", "v1alpha1", "speculativedeployme
 T = TypeVar("T")
 
 
-def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
+def wait_for(
+    what: str,
+    check: Callable[[], T | None],
+    timeout: float = 60.0,
+    explain: Callable[[], str] | None = None,
+) -> T:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout.
+
+    ``explain`` adds what the cluster says about it to the failure message
+    (pods' conditions, Events), so a timeout in CI can be diagnosed from the log.
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -49,7 +58,8 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float = 60.0) ->
         if last:
             return last
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}", pytrace=False)
+            detail = f"\n{explain()}" if explain is not None else ""
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}{detail}", pytrace=False)
         time.sleep(0.2)
 
 
@@ -95,6 +105,28 @@ def pod_runner(
                 proc.wait()
         log.close()
         print("--- pod runner log ---\n" + log_path.read_text()[-3000:])
+
+
+def explain_pods(core: client.CoreV1Api, namespace: str, selector: str) -> Callable[[], str]:
+    """For ``wait_for(explain=...)``: the selected pods' phase and conditions, and the
+    namespace's Events (FailedScheduling, FailedCreate, admission denials)."""
+
+    def explain() -> str:
+        lines = []
+        for pod in core.list_namespaced_pod(namespace, label_selector=selector).items:
+            conditions = [
+                f"{c.type}={c.status} {c.reason or ''} {c.message or ''}".strip()
+                for c in pod.status.conditions or []
+            ]
+            lines.append(f"pod {pod.metadata.name} {pod.status.phase}: {conditions}")
+        for event in core.list_namespaced_event(namespace).items:
+            lines.append(
+                f"event {event.involved_object.kind}/{event.involved_object.name} "
+                f"{event.reason}: {event.message}"
+            )
+        return "\n".join(lines) or "no pods and no events"
+
+    return explain
 
 
 def stays_quiet(what: str, probe: Callable[[], object], seconds: float) -> None:
