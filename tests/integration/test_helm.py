@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ is not a package
+from chart_harness import CHART, CRD_NAME, adopt_crd, install, new_release, run, token_kubeconfig
 from operator_harness import Kube, OperatorProcess, example, wait_for
 
 from hubserver import HubServer
@@ -37,28 +36,11 @@ from specops.devcluster import Cluster
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "specops"
 RULES = ROOT / "config" / "rbac" / "role.yaml"
-CRD_NAME = "speculativedeployments.serving.specops.dev"
 QWEN_EXAMPLE = ROOT / "manifests" / "examples" / "qwen3-8b.yaml"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def run(cluster: Cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """A tool from the cluster's bin dir (helm, kubectl) with the cluster's KUBECONFIG."""
-    result = subprocess.run(
-        [str(Path(cluster.bin_dir) / args[0]), *args[1:]],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=cluster.env(),
-        timeout=300,
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"{' '.join(args[:3])} failed:\n{result.stdout}\n{result.stderr}")
-    return result
 
 
 def restrict(api: client.ApiClient, namespace: str) -> None:
@@ -68,43 +50,6 @@ def restrict(api: client.ApiClient, namespace: str) -> None:
     }
     labels["pod-security.kubernetes.io/enforce-version"] = "latest"
     client.CoreV1Api(api).patch_namespace(namespace, {"metadata": {"labels": labels}})
-
-
-def adopt_crd(api: client.ApiClient, release: str, namespace: str) -> None:
-    """Let ``release`` take over an existing CRD (what Helm checks before adopting it)."""
-    ext = client.ApiextensionsV1Api(api)
-    try:
-        ext.read_custom_resource_definition(CRD_NAME)
-    except ApiException as exc:
-        if exc.status == 404:
-            return
-        raise
-    ext.patch_custom_resource_definition(
-        CRD_NAME,
-        {
-            "metadata": {
-                "labels": {"app.kubernetes.io/managed-by": "Helm"},
-                "annotations": {
-                    "meta.helm.sh/release-name": release,
-                    "meta.helm.sh/release-namespace": namespace,
-                },
-            }
-        },
-    )
-
-
-def new_release() -> str:
-    return f"sops{uuid.uuid4().hex[:6]}"
-
-
-def install(
-    cluster: Cluster, api: client.ApiClient, release: str, namespace: str, *sets: str
-) -> subprocess.CompletedProcess[str]:
-    adopt_crd(api, release, namespace)
-    args = ["helm", "install", release, str(CHART), "-n", namespace, "--wait", "--timeout", "120s"]
-    for item in sets:
-        args += ["--set", item]
-    return run(cluster, *args)
 
 
 def release_objects(cluster: Cluster, release: str, namespace: str) -> list[dict[str, Any]]:
@@ -411,33 +356,6 @@ def test_service_account_permissions_are_exactly_enough(
             assert not can_i(kube_cluster, who, verb, res, None), f"{verb} {res} allowed"
     finally:
         run(kube_cluster, "helm", "uninstall", release, "-n", namespace, "--wait")
-
-
-def token_kubeconfig(
-    cluster: Cluster, api: client.ApiClient, namespace: str, sa: str, path: Path
-) -> Path:
-    """A kubeconfig authenticating as ``sa`` with a TokenRequest token (as in its pod)."""
-    token = client.CoreV1Api(api).create_namespaced_service_account_token(
-        sa, namespace, {"spec": {"expirationSeconds": 3600}}
-    )
-    admin = yaml.safe_load(Path(cluster.kubeconfig).read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
-    cluster_entry = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [cluster_entry],
-        "users": [{"name": sa, "user": {"token": token.status.token}}],
-        "contexts": [
-            {
-                "name": sa,
-                "context": {"cluster": cluster_entry["name"], "user": sa, "namespace": namespace},
-            }
-        ],
-        "current-context": sa,
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def test_operator_reconciles_with_the_charts_service_account_token(
