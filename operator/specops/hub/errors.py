@@ -37,6 +37,21 @@ class InvalidModelConfig(HubError):
     reason = "InvalidConfig"
 
 
+class ModelFileTooLarge(InvalidModelConfig):
+    """A model file is over the size cap (``settings.maxModelFileBytes``); it was not read whole."""
+
+    reason = "ModelFileTooLarge"
+
+
+class LocalPathNotAllowed(HubError):
+    """A model reference is a local path outside the directories the admin allowed.
+
+    One message whatever the path, so a refusal never says whether it exists.
+    """
+
+    reason = "LocalPathNotAllowed"
+
+
 class RevisionNotFound(HubError):
     """The repo exists but the branch, tag or commit does not."""
 
