@@ -10,6 +10,7 @@ environment.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -69,10 +70,35 @@ class OperatorSettings(BaseSettings):
             "instead of the Hub (air-gapped clusters, tests)."
         ),
     )
+    allowed_model_dirs: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Absolute directories inside which spec.verifier.model and spec.speculator.model "
+            "may name a local path, comma-separated in SPECOPS_ALLOWED_MODEL_DIRS; empty "
+            "allows Hub repo ids (and the mirror) only."
+        ),
+    )
+    max_model_file_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1,
+        description=(
+            "Largest config.json (or other model metadata file) the operator downloads or "
+            "reads; larger ones are refused unread."
+        ),
+    )
     hub_token: str | None = Field(
         default=None,
         description=(
-            "Hub token for resolving gated models when a resource names no hfTokenSecretRef."
+            "Hub token for resolving gated models when a resource names no hfTokenSecretRef "
+            "(only if hubTokenForTenants is true)."
+        ),
+    )
+    hub_token_for_tenants: bool = Field(
+        default=False,
+        description=(
+            "Lend the operator's own hubToken to every resource that names no "
+            "hfTokenSecretRef; off: such resources resolve anonymously, so a tenant "
+            "cannot use a gated or private model through the operator's token."
         ),
     )
     log_format: Literal["text", "json"] = Field(
@@ -141,12 +167,58 @@ class OperatorSettings(BaseSettings):
         gt=0,
         description="Longest wait between retries when the Hub is unreachable or rate-limited.",
     )
+    allowed_images: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Images spec.vllm.image may name, comma-separated in SPECOPS_ALLOWED_IMAGES: "
+            "a registry (registry.example.com), a path prefix (registry.example.com/vllm/), "
+            "a repository, name:tag or name@sha256:...; empty allows any image."
+        ),
+    )
+    prometheus_namespace: str = Field(
+        default="monitoring",
+        description=(
+            "Namespace of the Prometheus that scrapes vLLM: a resource's NetworkPolicy "
+            "(spec.networkPolicy) admits it to the serving port."
+        ),
+    )
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("allowed_images", mode="before")
+    @classmethod
+    def _split_images(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_images")
+    @classmethod
+    def _image_rules(cls, value: list[str]) -> list[str]:
+        from specops.render.images import parse_rules
+
+        parse_rules(value)  # raises ImageReferenceError (a ValueError) naming the entry
+        return value
+
+    @field_validator("prometheus_namespace")
+    @classmethod
+    def _namespace_name(cls, value: str) -> str:
+        if not re.match(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", value) or len(value) > 63:
+            raise ValueError(f"{value!r} is not a namespace name")
+        return value
+
+    @field_validator("namespaces", "allowed_model_dirs", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("allowed_model_dirs")
+    @classmethod
+    def _absolute_dirs(cls, value: list[Path]) -> list[Path]:
+        # A relative directory would be relative to wherever the operator happens to run.
+        for directory in value:
+            if not directory.is_absolute():
+                raise ValueError(f"{str(directory)!r} is not an absolute path")
         return value
 
     @field_validator("namespaces")

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from operator_harness import Kube, install_crd
 
 from specops.devcluster import Cluster
 from specops.prom import PrometheusServer
@@ -17,6 +18,13 @@ def api(kube_cluster: Cluster) -> Iterator[Any]:
     """A ``kubernetes.client.ApiClient`` for the session cluster, closed after the test."""
     with kube_cluster.api_client() as api_client:
         yield api_client
+
+
+@pytest.fixture
+def kube(api: Any, namespace: str) -> Kube:
+    """The test's namespace through the admin client, the CRD installed (idempotent)."""
+    install_crd(api)
+    return Kube(api, namespace)
 
 
 @pytest.fixture

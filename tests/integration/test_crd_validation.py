@@ -119,3 +119,61 @@ def test_invalid_resources_are_refused_with_a_clear_message(
     assert info.value.status == 422
     message = json.loads(info.value.body)["message"]
     assert fragment in message, message
+
+
+MANAGED_FLAGS_REFUSED = "vllm.extraArgs may not set flags the operator manages"
+
+
+@pytest.mark.parametrize(
+    "extra_args",
+    [
+        pytest.param(["--tensor_parallel_size=8"], id="underscores"),
+        pytest.param(["-tp", "4"], id="short-alias"),
+        pytest.param(["--tensor-parallel=8"], id="abbreviation-equals"),
+        pytest.param(["--max-model", "77"], id="abbreviation"),
+        pytest.param(["-sc", '{"method":"ngram"}'], id="short-alias-sc"),
+        pytest.param(["--speculative_config", '{"method":"ngram"}'], id="underscore-json"),
+        pytest.param(["--speculative-config.num_speculative_tokens", "9"], id="dotted-key"),
+        pytest.param(["--config", "/etc/vllm.yaml"], id="config-file"),
+        pytest.param(["--enable-prefix-caching", "--port=9000"], id="port-after-a-normal-arg"),
+        pytest.param(["--gpu_mem=0.5"], id="gpu-memory"),
+        pytest.param(["--device-memory-utilization", "0.5"], id="alias"),
+        pytest.param(["--model=other/model"], id="model"),
+        pytest.param(["--rev", "main"], id="revision"),
+        pytest.param(["--served_model_name", "x"], id="served-model-name"),
+        pytest.param(["-t=4"], id="single-dash-abbreviation"),
+    ],
+)
+def test_managed_flags_are_refused_at_admission_in_common_spellings(
+    extra_args: list[str], custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    """The CRD's regex (built from vLLM's option table) is accepted by the API server's
+    CEL cost estimate and refuses the spellings from vLLM 0.33.0's README table."""
+    spec = qwen_spec(vllm={"extraArgs": extra_args})
+    with pytest.raises(ApiException) as info:
+        create(custom, namespace, resource("flags", spec))
+    assert info.value.status == 422
+    assert MANAGED_FLAGS_REFUSED in json.loads(info.value.body)["message"]
+
+
+@pytest.mark.parametrize(
+    "extra_args",
+    [
+        pytest.param(["--max-num-seqs", "64"], id="ordinary"),
+        pytest.param(["--enable-prefix-caching"], id="flag"),
+        pytest.param(["-O3", "--seed=1", "--no-enforce-eager"], id="several"),
+        pytest.param(["--compilation-config.mode", "3"], id="dotted-key-of-an-unmanaged-flag"),
+        pytest.param(["--model-impl", "vllm"], id="longer-than-a-managed-flag"),
+        pytest.param(
+            ["--long-prefill-token-threshold=" + "1" * 993] * 64,
+            id="the-most-the-schema-allows-fits-the-cel-cost-limit",
+        ),
+    ],
+)
+def test_ordinary_extra_args_are_accepted_at_admission(
+    extra_args: list[str], custom: client.CustomObjectsApi, namespace: str
+) -> None:
+    created = create(
+        custom, namespace, resource("ordinary", qwen_spec(vllm={"extraArgs": extra_args}))
+    )
+    assert created["spec"]["vllm"]["extraArgs"] == extra_args

@@ -27,6 +27,7 @@ from operator_harness import (
 )
 
 from hubserver import HubServer
+from specops.api.v1alpha1 import HUB_TOKEN_SECRET_LABEL
 from specops.devcluster import nodepools
 
 pytestmark = pytest.mark.integration
@@ -141,7 +142,10 @@ def test_example_runs_on_gpu_nodes_and_becomes_ready(
         kube.core.create_namespaced_secret(
             kube.ns,
             {
-                "metadata": {"name": secret["name"]},
+                "metadata": {
+                    "name": secret["name"],
+                    "labels": {HUB_TOKEN_SECRET_LABEL: "true"},
+                },
                 "stringData": {secret.get("key", "HF_TOKEN"): "hf_test"},
             },
         )
@@ -289,9 +293,14 @@ def test_a_missing_token_secret_is_reported_and_picked_up_once_created(
     kube.create(resource("gated", qwen_spec(hfTokenSecretRef={"name": "hf", "key": "token"})))
     cond = kube.wait_condition("gated", "ModelsResolved", "False", reason="TokenSecretNotFound")
     assert "hf" in cond["message"] and "token" in cond["message"]
+    assert HUB_TOKEN_SECRET_LABEL in cond["message"]
     assert kube.deployment("gated") is None
     kube.core.create_namespaced_secret(
-        kube.ns, {"metadata": {"name": "hf"}, "stringData": {"token": "hf_test"}}
+        kube.ns,
+        {
+            "metadata": {"name": "hf", "labels": {HUB_TOKEN_SECRET_LABEL: "true"}},
+            "stringData": {"token": "hf_test"},
+        },
     )
     kube.wait_condition("gated", "ModelsResolved", "True", reason="Resolved", timeout=60)
     kube.wait_condition("gated", "Ready", "True", reason="Available", timeout=90)

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from operator_harness import ROOT, Kube, OperatorProcess, install_crd, qwen_spec, resource, wait_for
 
 from hubserver import HubServer
+from specops.api.v1alpha1 import HUB_TOKEN_SECRET_LABEL
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +109,11 @@ def test_operator_works_with_exactly_the_shipped_rbac(
             assert denied.value.status == 403, "RBAC is not enforced: this test would prove nothing"
 
             kube.core.create_namespaced_secret(
-                namespace, {"metadata": {"name": "hf"}, "stringData": {"HF_TOKEN": "hf_test"}}
+                namespace,
+                {
+                    "metadata": {"name": "hf", "labels": {HUB_TOKEN_SECRET_LABEL: "true"}},
+                    "stringData": {"HF_TOKEN": "hf_test"},
+                },
             )
             proc = OperatorProcess(
                 kubeconfig, namespace, tmp_path, hub_endpoint=hub.endpoint, mirror=None
@@ -118,6 +123,7 @@ def test_operator_works_with_exactly_the_shipped_rbac(
                 spec = qwen_spec(
                     hfTokenSecretRef={"name": "hf"},
                     modelCache={"accessModes": ["ReadWriteMany"], "size": "100Gi"},
+                    networkPolicy={"enabled": True},
                 )
                 kube.create(resource("rbac", spec))
                 kube.wait_condition("rbac", "Ready", "True", reason="Available", timeout=90)
@@ -125,19 +131,34 @@ def test_operator_works_with_exactly_the_shipped_rbac(
                 claims = kube.core.list_namespaced_persistent_volume_claim(namespace).items
                 shared = [c.metadata.name for c in claims if c.metadata.owner_references]
                 assert shared, "the shared model cache claim was not created"
+                networking = client.NetworkingV1Api(api)
+                wait_for(
+                    "the NetworkPolicy",
+                    lambda: networking.list_namespaced_network_policy(namespace).items,
+                )
 
                 # drift repair: watch + get + create
                 kube.apps.delete_namespaced_deployment("rbac", namespace)
                 wait_for("the Deployment to come back", lambda: kube.deployment("rbac"))
 
-                # prune: back to per-pod caches, the shared claim is no longer rendered
-                kube.patch_spec("rbac", {"modelCache": {"accessModes": ["ReadWriteOnce"]}})
+                # prune: back to per-pod caches and no NetworkPolicy, neither is rendered now
+                kube.patch_spec(
+                    "rbac",
+                    {
+                        "modelCache": {"accessModes": ["ReadWriteOnce"]},
+                        "networkPolicy": {"enabled": False},
+                    },
+                )
                 wait_for(
                     "the shared claim to be pruned",
                     lambda: all(
                         c.metadata.name not in shared or c.metadata.deletion_timestamp
                         for c in kube.core.list_namespaced_persistent_volume_claim(namespace).items
                     ),
+                )
+                wait_for(
+                    "the NetworkPolicy to be pruned",
+                    lambda: not networking.list_namespaced_network_policy(namespace).items,
                 )
                 kube.wait_condition("rbac", "Ready", "True", generation=2, timeout=90)
                 assert "Forbidden" not in proc.logs(), proc.logs()

@@ -99,6 +99,11 @@ INVALID = [
         id="extra args cannot override a managed flag",
     ),
     pytest.param(
+        {"servedModelName": "--hf-overrides.x"},
+        "should match pattern",
+        id="a served model name cannot be read by vLLM as an option",
+    ),
+    pytest.param(
         {"vllm": {"env": [{"name": "HF_HUB_OFFLINE", "value": "0"}]}},
         "variables the operator manages",
         id="env cannot override a managed variable",

@@ -186,6 +186,15 @@ CASES = [
         "ProgressDeadlineExceeded",
         id="a rollout past its deadline is degraded",
     ),
+    *(
+        pytest.param(
+            resource(1, status(*CHECKED, cond("Ready", "False", reason, "Service ns/x"))),
+            "Degraded",
+            reason,
+            id=f"a child that could not be written is degraded ({reason})",
+        )
+        for reason in ("ObjectNotOwned", "ApplyRejected", "ReconcileError")
+    ),
     pytest.param(
         resource(1, status(*CHECKED, cond("Ready", "Unknown", "Pending"))),
         "Progressing",

@@ -139,3 +139,25 @@ def test_event_body_points_at_the_resource() -> None:
         owner, "Warning", "Incompatible", "x", now=T0 + timedelta(seconds=1), instance="op-1"
     )
     assert later["metadata"]["name"] != body["metadata"]["name"]
+
+
+def test_limiter_forgets_what_is_older_than_the_window() -> None:
+    clock = FakeClock()
+    limiter = EventLimiter(window=60, burst=3, clock=clock)
+    for i in range(500):
+        assert limiter.allow(f"uid-{i}", "Ready", f"message {i}")
+    assert len(limiter) == 1000
+    clock.now = 61
+    assert limiter.allow("late", "Ready", "x")
+    assert len(limiter) == 2, "everything from before the window is gone"
+    assert limiter.allow("uid-0", "Ready", "message 0"), "and may be sent again"
+
+
+def test_limiter_memory_is_capped_within_one_window() -> None:
+    clock = FakeClock()
+    limiter = EventLimiter(window=600, burst=3, max_keys=100, clock=clock)
+    for i in range(1000):
+        clock.now = i * 0.01
+        limiter.allow(f"uid-{i}", "Reason", f"distinct message {i}")
+    assert len(limiter) <= 200
+    assert not limiter.allow("uid-999", "Reason", "distinct message 999"), "recent ones kept"

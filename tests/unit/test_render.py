@@ -131,6 +131,12 @@ GPT_OSS_PLAIN = {
     "replicas": 2,
     "modelCache": {"existingClaimName": "shared-models"},
 }
+#: Both tenant-reach options on: the NetworkPolicy child and VLLM_API_KEY from a Secret.
+QWEN_LOCKED_DOWN = {
+    **QWEN,
+    "vllm": {"apiKeySecretRef": {"name": "qwen-api-key"}},
+    "networkPolicy": {"enabled": True, "allowFromNamespaces": ["ingress-nginx"]},
+}
 
 CASES: dict[str, tuple[str, dict[str, Any], int, RenderDecision]] = {
     "qwen3-8b-speculating": ("qwen3-8b", QWEN, 1, RenderDecision(True, 3, 1)),
@@ -142,6 +148,7 @@ CASES: dict[str, tuple[str, dict[str, Any], int, RenderDecision]] = {
         RenderDecision(True, 3, 2, speculative_table=[(1, 16, 3), (17, 64, 2), (65, 1024, 0)]),
     ),
     "gpt-oss-20b-plain": ("gpt-oss-20b", GPT_OSS_PLAIN, 1, RenderDecision(False, None, 2)),
+    "qwen3-8b-locked-down": ("qwen3-8b", QWEN_LOCKED_DOWN, 1, RenderDecision(True, 3, 1)),
 }
 
 

@@ -26,11 +26,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+
+from specops.api import vllm_cli
 
 GROUP = "serving.specops.dev"
 VERSION = "v1alpha1"
@@ -62,23 +65,29 @@ GpuTypeName = Literal[
 ]
 TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)
 
-#: vLLM flags the operator renders itself; ``extraArgs`` may not repeat them,
-#: because a second value would silently win or be rejected at pod start.
-MANAGED_VLLM_FLAGS = (
-    "--model",
-    "--revision",
-    "--served-model-name",
-    "--tensor-parallel-size",
-    "-tp",
-    "--speculative-config",
-    "--max-model-len",
-    "--gpu-memory-utilization",
-    "--port",
+#: What ``extraArgs`` may not set, in any spelling vLLM accepts (CRD message; the
+#: operator's own check, :func:`specops.api.vllm_cli.managed_violations`, names the field).
+MANAGED_VLLM_ARGS_MESSAGE = (
+    "vllm.extraArgs may not set flags the operator manages, in any spelling vLLM accepts "
+    "(_ for -, =value, .key, abbreviations, -tp, -sc) nor --config: use spec.verifier, "
+    "spec.servedModelName, spec.tensorParallelSize, spec.maxModelLen, "
+    "spec.gpuMemoryUtilization, spec.speculator/speculation, spec.vllm.apiKeySecretRef, "
+    "spec.hfTokenSecretRef; the port is the operator's"
 )
 #: Environment variables the operator sets; user ``env`` may not override them.
-MANAGED_ENV = ("HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN")
+#: ``VLLM_API_KEY`` comes from ``vllm.apiKeySecretRef`` only, so the key never sits in the spec.
+MANAGED_ENV = ("HF_HOME", "HF_HUB_OFFLINE", "HF_TOKEN", "VLLM_API_KEY")
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+#: A Kubernetes object name (RFC 1123 subdomain), for every field that names an object:
+#: with no ``/`` and no ``..`` it can only ever be one segment of an API path.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+#: A key of a Secret's or ConfigMap's ``data``, as the API server allows it.
+DATA_KEY = r"^[-._a-zA-Z0-9]+$"
+#: Label a tenant puts on a Secret (value ``"true"``) to let the operator read it as
+#: the Hub token of ``spec.hfTokenSecretRef``. Without it the operator refuses to read
+#: the Secret, so its cluster-wide ``get`` cannot be aimed at an arbitrary Secret.
+HUB_TOKEN_SECRET_LABEL = "serving.specops.dev/hub-token"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 
 
@@ -146,13 +155,27 @@ class _SpecModel(_Model):
 # --------------------------------------------------------------------------- spec
 
 
+#: One half of a Hub repo id: the Hub's characters, starting alphanumeric, no ``..``.
+_HUB_ID_PART = r"[A-Za-z0-9][A-Za-z0-9_\-]*(?:\.[A-Za-z0-9_\-]+)*\.?"
+#: A model reference in a resource: a Hub repo id ``org/name``, or an absolute path
+#: (no NUL, no line break), which the operator accepts only inside the directories
+#: its admin allows (settings.allowedModelDirs). Relative and ``~`` paths mean
+#: nothing in the operator's pod; the CLI's --verifier/--speculator flags, which do
+#: not go through this model, still take them.
+MODEL_REF = rf"^(?:{_HUB_ID_PART}/{_HUB_ID_PART}|/[^\x00\r\n]*)$"
+
+
 class VerifierSpec(_SpecModel):
     """The model that answers requests (the target of speculative decoding)."""
 
     model: str = Field(
         min_length=1,
         max_length=256,
-        description="Hugging Face repo id (org/name) of the model served to clients.",
+        pattern=MODEL_REF,
+        description=(
+            "Hugging Face repo id (org/name) of the model served to clients, or an absolute "
+            "path inside a directory the operator allows (settings.allowedModelDirs)."
+        ),
     )
     revision: str = Field(
         default="main",
@@ -168,7 +191,11 @@ class SpeculatorSpec(_SpecModel):
     model: str = Field(
         min_length=1,
         max_length=256,
-        description="Hugging Face repo id of the drafter, e.g. an EAGLE-3 speculator.",
+        pattern=MODEL_REF,
+        description=(
+            "Hugging Face repo id of the drafter, e.g. an EAGLE-3 speculator, or an absolute "
+            "path inside a directory the operator allows (settings.allowedModelDirs)."
+        ),
     )
     revision: str = Field(
         default="main",
@@ -366,20 +393,27 @@ class VllmSpec(_SpecModel):
     extra_args: list[Annotated[str, Field(max_length=1024)]] = Field(
         default_factory=list,
         max_length=64,
-        description="More vllm serve arguments, appended after the managed ones.",
+        description=(
+            "More vllm serve arguments, appended after the managed ones. Read as vLLM reads "
+            "them, none may set a flag the operator renders, and each option must exist."
+        ),
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.all(a, !(a in "
-                    + repr(list(MANAGED_VLLM_FLAGS))
-                    + ") && !"
-                    + repr(list(MANAGED_VLLM_FLAGS))
-                    + ".exists(f, a.startsWith(f + '=')))",
-                    "vllm.extraArgs may not set flags the operator manages: "
-                    + ", ".join(MANAGED_VLLM_FLAGS),
+                    "self.all(a, !a.matches('"
+                    + vllm_cli.cel_pattern(vllm_cli.MANAGED_DESTS)
+                    + "'))",
+                    MANAGED_VLLM_ARGS_MESSAGE,
                 )
             ]
         },
+    )
+    api_key_secret_ref: ApiKeySecretRef | None = Field(
+        default=None,
+        description=(
+            "Secret key holding an API key: vLLM then answers /v1/* only with "
+            "'Authorization: Bearer <key>' (VLLM_API_KEY); /health and /metrics stay open."
+        ),
     )
     env: list[EnvVar] = Field(
         default_factory=list,
@@ -400,13 +434,15 @@ class VllmSpec(_SpecModel):
 
     @field_validator("extra_args")
     @classmethod
-    def _no_managed_flags(cls, args: list[str]) -> list[str]:
-        for arg in args:
-            if arg.split("=", 1)[0] in MANAGED_VLLM_FLAGS:
-                raise ValueError(
-                    "vllm.extraArgs may not set flags the operator manages: "
-                    + ", ".join(MANAGED_VLLM_FLAGS)
-                )
+    def _no_managed_flags(cls, args: list[str], info: ValidationInfo) -> list[str]:
+        """Resolve each argument as vLLM's parser would; the CRD's regex covers less."""
+        known = info.data.get("version", vllm_cli.VLLM_VERSION) == vllm_cli.VLLM_VERSION
+        problems = vllm_cli.managed_violations(args, known_version=known)
+        if problems:
+            raise ValueError(
+                "vllm.extraArgs may not set flags the operator manages nor pass arguments "
+                "vLLM would refuse: " + "; ".join(problems)
+            )
         return args
 
     @field_validator("env")
@@ -451,13 +487,19 @@ class ModelCacheSpec(_SpecModel):
     )
 
     existing_claim_name: str | None = Field(
-        default=None, max_length=253, description="Use this PersistentVolumeClaim as is."
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Use this PersistentVolumeClaim as is.",
     )
     size: Quantity | None = Field(
         default=None, description="Claim size; default: the models' weights plus headroom."
     )
     storage_class_name: str | None = Field(
-        default=None, max_length=253, description="Storage class of the claim."
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Storage class of the claim.",
     )
     access_modes: list[AccessMode] = Field(
         default_factory=_read_write_once,
@@ -477,10 +519,46 @@ class ModelCacheSpec(_SpecModel):
 
 
 class SecretKeyRef(_SpecModel):
-    """A key in a Secret in the resource's namespace."""
+    """A key in a Secret in the resource's namespace.
 
-    name: str = Field(min_length=1, max_length=253, description="Secret name.")
-    key: str = Field(default="HF_TOKEN", min_length=1, max_length=253, description="Key.")
+    The operator reads it only if the Secret carries the label
+    ``serving.specops.dev/hub-token: "true"`` (:data:`HUB_TOKEN_SECRET_LABEL`).
+    """
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description=(
+            "Secret name, in the resource's namespace; the Secret must carry the label "
+            'serving.specops.dev/hub-token: "true".'
+        ),
+    )
+    key: str = Field(
+        default="HF_TOKEN", min_length=1, max_length=253, pattern=DATA_KEY, description="Key."
+    )
+
+
+class ApiKeySecretRef(_SpecModel):
+    """The key in a Secret (resource's namespace) holding the API key clients must send.
+
+    The pod reads it (``VLLM_API_KEY`` from a ``secretKeyRef``); the operator never
+    does, so unlike :class:`SecretKeyRef` the Secret needs no label.
+    """
+
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Secret name, in the resource's namespace (read by the pod, not the operator).",
+    )
+    key: str = Field(
+        default="VLLM_API_KEY",
+        min_length=1,
+        max_length=253,
+        pattern=DATA_KEY,
+        description="Key.",
+    )
 
 
 class ResourcesSpec(_SpecModel):
@@ -506,6 +584,25 @@ class MonitoringSpec(_SpecModel):
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="Labels on the monitor objects, e.g. to match a Prometheus selector.",
+    )
+
+
+#: A namespace name (DNS label): what ``kubernetes.io/metadata.name`` holds.
+NamespaceName = Annotated[
+    str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+]
+
+
+class NetworkPolicySpec(_SpecModel):
+    """A NetworkPolicy for the vLLM pods: ingress to the serving port from this namespace,
+    Prometheus's namespace (an operator setting) and the namespaces listed here; nothing
+    else. Egress is not restricted (the pods download models from the Hub)."""
+
+    enabled: bool = Field(default=False, description="Render the NetworkPolicy.")
+    allow_from_namespaces: list[NamespaceName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="More namespaces whose pods may reach port 8000, e.g. an ingress controller's.",
     )
 
 
@@ -579,7 +676,15 @@ class SpeculativeDeploymentSpec(_SpecModel):
         default=0.9, ge=0.05, le=1.0, description="Share of GPU memory vLLM may use."
     )
     served_model_name: str | None = Field(
-        default=None, max_length=256, description="Model name clients use; default: verifier."
+        default=None,
+        min_length=1,
+        max_length=256,
+        # It is rendered as the value of --served-model-name: a leading "-" would make
+        # vLLM's parser read it as an option (--hf-overrides.x swallows the next flag).
+        pattern=r"^[^-\s][^\s]*$",
+        description=(
+            "Model name clients use; default: verifier. No leading '-' and no white space."
+        ),
     )
     replicas: int | None = Field(
         default=None,
@@ -618,6 +723,11 @@ class SpeculativeDeploymentSpec(_SpecModel):
     monitoring: MonitoringSpec = Field(
         default_factory=MonitoringSpec,
         description="PodMonitor / ServiceMonitor.",
+        json_schema_extra={"default": {}},
+    )
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=NetworkPolicySpec,
+        description="Optional NetworkPolicy limiting who reaches the serving port.",
         json_schema_extra={"default": {}},
     )
     rollout: RolloutSpec = Field(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from specops.cli import UsageError
 from specops.commands._argtypes import fraction, positive_float, positive_int
+from specops.commands._guard import input_errors
 
 if TYPE_CHECKING:
     from specops.api.v1alpha1 import PlanStatus
@@ -208,7 +209,8 @@ def _run_check(args: argparse.Namespace) -> _Outcome:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve, check, size; print the verdict; exit 0/1 (2 via UsageError)."""
-    outcome = _run_check(args)
+    with input_errors("the models' files"):
+        outcome = _run_check(args)
     compatible = not any(f.severity == "error" for f in outcome.findings)
     if args.output == "json":
         document = {

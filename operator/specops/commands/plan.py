@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from specops.cli import UsageError
+from specops.commands._guard import input_errors
 from specops.commands.check import (
     add_model_arguments,
     describe_model,
@@ -37,6 +38,11 @@ def _resolve(args: argparse.Namespace, ref: str, revision: str) -> ResolvedModel
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the models and print the plan (or why none fits)."""
+    with input_errors("the models' files"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from specops import sizing
     from specops.modelarch import ConfigError
 

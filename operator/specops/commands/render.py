@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from specops.cli import UsageError
+from specops.commands._guard import input_errors
 
 EXIT_INCOMPATIBLE = 1
 
@@ -230,11 +231,13 @@ class _Incompatible(Exception):
 
 def run(args: argparse.Namespace) -> int:
     """Render every document of the file; print YAML to stdout."""
-    documents = _load_documents(args.filename)
+    with input_errors(args.filename):
+        documents = _load_documents(args.filename)
     objects: list[dict[str, Any]] = []
     try:
         for index, doc in enumerate(documents):
-            objects += render_document(doc, args, index)
+            with input_errors(f"{args.filename} (document {index + 1})"):
+                objects += render_document(doc, args, index)
     except _Incompatible as exc:
         print(f"specops: error: {exc}", file=sys.stderr)
         return EXIT_INCOMPATIBLE

@@ -7,12 +7,14 @@ if not, what does the user have to change", as a ``Compatible`` verdict.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from specops import compat, gpus
 from specops.api.v1alpha1 import GpuSpec, PlanStatus, SpeculativeDeploymentSpec
 from specops.controller.status import Verdict
 from specops.hub import ResolvedModel
+from specops.render.images import ImageRule, refusal
 
 
 def gpu_type(gpu: GpuSpec) -> gpus.GpuType:
@@ -33,9 +35,22 @@ class CheckResult:
 
 
 def check(
-    spec: SpeculativeDeploymentSpec, verifier: ResolvedModel, speculator: ResolvedModel | None
+    spec: SpeculativeDeploymentSpec,
+    verifier: ResolvedModel,
+    speculator: ResolvedModel | None,
+    *,
+    image_rules: Sequence[ImageRule] = (),
 ) -> CheckResult:
-    """Compatibility and sizing in one pass; the reason is the first error's code."""
+    """Compatibility and sizing in one pass; the reason is the first error's code.
+
+    An image outside the admin's allowlist (``image_rules``; empty allows any)
+    comes first: it is ``Compatible=False`` like a model that does not fit,
+    because the spec cannot run on this cluster as written and only a spec
+    change (``spec.vllm.image``) fixes it; no plan, so no child changes.
+    """
+    refused = refusal(spec.vllm.image, image_rules)
+    if refused is not None:
+        return CheckResult(Verdict("False", "ImageNotAllowed", refused), None)
     try:
         gpu = gpu_type(spec.gpu)
     except (gpus.UnknownGpuError, ValueError) as exc:

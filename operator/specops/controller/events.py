@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 from specops.api.conditions import get_condition
 from specops.api.v1alpha1 import SpeculativeDeploymentStatus
-from specops.controller.status import COMPATIBLE, MODELS_RESOLVED, READY, SPECULATION_ACTIVE
+from specops.controller.status import (
+    COMPATIBLE,
+    FAILURE_REASONS,
+    MODELS_RESOLVED,
+    READY,
+    SPECULATION_ACTIVE,
+)
 from specops.kube.events import EventType
 
 
@@ -75,8 +81,17 @@ def events_for(
         )
 
     was, now, reason, message = transition(READY)
+    before = get_condition(old.conditions, READY)
     if now == "True" and was != "True":
         events.append(EventSpec("Normal", "Ready", message))
+    elif (
+        now == "False"
+        and reason in FAILURE_REASONS
+        and (before is None or (before.reason, before.message) != (reason, message))
+    ):
+        # A child not written (someone else's object, refused by the API server) or a
+        # failed cycle: a Warning naming it, once per distinct failure.
+        events.append(EventSpec("Warning", reason, message))
     elif now == "False" and was == "True":
         events.append(EventSpec("Warning", "NotReady", f"{reason}: {message}"))
     return events

@@ -29,7 +29,9 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
+from specops.api.redact import redact
 from specops.api.v1alpha1 import (
+    HUB_TOKEN_SECRET_LABEL,
     ResolvedModelStatus,
     ResolvedStatus,
     SpeculativeDeployment,
@@ -42,10 +44,13 @@ from specops.controller.status import Findings, Verdict, Workload
 from specops.hub import HubError, ResolvedModel, Resolver
 from specops.kube.client import KubeClient, KubeError
 from specops.kube.events import EventRecorder
+from specops.kube.hubtoken import read_hub_token
 from specops.kube.kinds import CHILD_KINDS, SPECULATIVE_DEPLOYMENT, kind_of, object_key
+from specops.kube.ownership import ChildApplier, NotOwned
 from specops.kube.prune import stale_children
 from specops.metrics import OperatorMetrics, ResourceState
 from specops.render import RenderError, RenderOptions, render, selector_string
+from specops.render.images import parse_rules
 from specops.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,13 @@ OPTIONAL_GROUPS = frozenset({"monitoring.coreos.com"})
 #: resources change together (a restart, a bulk apply). Measured: 8 gives the same
 #: throughput as 12 or 16 (the API server is the limit) at a lower peak RSS.
 MAX_CONCURRENT_RECONCILES = 8
+
+#: Consecutive retries after a transient API error (409, 5xx, unreachable) that are not
+#: reported in the status: a conflict resolves itself on the next cycle, and an API
+#: server that is down would refuse the status write too.
+QUIET_RETRIES = 2
+#: Longest exception text put into a condition (the traceback is only logged at DEBUG).
+MAX_FAILURE_MESSAGE = 2048
 
 #: Triggers whose body may be stale by the time the resource's lock is held.
 REFETCH_TRIGGERS = frozenset({"resync", "evaluate", "child-changed", "child-deleted", "retry"})
@@ -101,6 +113,20 @@ def with_generation(obj: dict[str, Any], generation: int) -> dict[str, Any]:
     return {**obj, "metadata": meta}
 
 
+def token_secret_message(namespace: str, name: str, key: str) -> str:
+    """The one message for every way the token Secret can be unusable.
+
+    Missing Secret, missing label, missing key and an unusable value read the
+    same, so the message is no oracle for what exists in the namespace, and it
+    names only what the spec already says (never anything read from a Secret).
+    """
+    return (
+        f"no usable Hub token in Secret {namespace}/{name}, key {key} (spec.hfTokenSecretRef): "
+        f'create that Secret with the label {HUB_TOKEN_SECRET_LABEL}: "true" and the token '
+        "(visible ASCII, one line) under that key; the operator retries until it can read it"
+    )
+
+
 def owned_by(obj: dict[str, Any], uid: str) -> bool:
     """Whether ``obj`` names the resource with ``uid`` as an owner."""
     refs = (obj.get("metadata") or {}).get("ownerReferences") or []
@@ -126,9 +152,19 @@ class Reconciler:
         self.kube = kube
         self.recorder = recorder
         self.metrics = metrics
-        self.resolver = resolver or Resolver(revision_ttl=min(settings.resync_seconds, 60.0))
+        # Tenants write the model references: local paths only inside the admin's
+        # directories, files capped, and no implicit HF_TOKEN for a resource without one.
+        self.resolver = resolver or Resolver(
+            revision_ttl=min(settings.resync_seconds, 60.0),
+            max_file_bytes=settings.max_model_file_bytes,
+            allowed_dirs=settings.allowed_model_dirs,
+            implicit_token=False,
+        )
         self.clock = clock
-        self.options = RenderOptions(hf_endpoint=settings.hub_endpoint)
+        self.options = RenderOptions(
+            hf_endpoint=settings.hub_endpoint, prometheus_namespace=settings.prometheus_namespace
+        )
+        self.image_rules = parse_rules(settings.allowed_images)
         self._locks: dict[str, asyncio.Lock] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
         #: Generation each resource was last cycled at, in this process.
@@ -137,6 +173,10 @@ class Reconciler:
         self._retry_tasks: dict[str, asyncio.Task[None]] = {}
         self._children: dict[str, frozenset[tuple[str, str, str]]] = {}
         self._last: dict[str, Findings] = {}
+        #: Models each resource names: what the resolver's caches must keep.
+        self._models: dict[str, frozenset[str]] = {}
+        #: Writes children, never onto an object the resource does not control.
+        self.children = ChildApplier(kube)
         #: The closed loop (speculation + autoscaling from Prometheus); see controller.loop.
         self.loop = loop or default_loop(settings.prometheus_url, kube)
 
@@ -174,11 +214,12 @@ class Reconciler:
             except _Gone:
                 result = Result("gone", "deleted meanwhile")
             except KubeError as exc:
-                result = Result(
-                    "retry" if exc.retryable else "error",
-                    str(exc),
-                    backoff(retry, base=1.0, cap=60.0) if exc.retryable else None,
-                )
+                if exc.retryable and retry < QUIET_RETRIES:
+                    result = Result("retry", str(exc), backoff(retry, base=1.0, cap=60.0))
+                else:
+                    result = await self._failed(body, exc, retry)
+            except Exception as exc:  # the cycle's last line: a condition, never a traceback
+                result = await self._failed(body, exc, retry)
         self.metrics.observe(result.outcome, time.monotonic() - started)
         self._settle(body, result)
         log.debug(
@@ -280,6 +321,7 @@ class Reconciler:
         uid = str(meta.get("uid", ""))
         self._locks.pop(uid, None)
         self._children.pop(uid, None)
+        self.children.forget(uid)
         self._last.pop(uid, None)
         self._seen.pop(uid, None)
         self._retry_counts.pop(uid, None)
@@ -289,6 +331,9 @@ class Reconciler:
         self.recorder.limiter.forget(uid)
         self.loop.forget(uid)
         self.metrics.forget(str(meta.get("namespace")), str(meta.get("name")))
+        if self._models.pop(uid, None) is not None:
+            # The deleted resource's configs leave memory now, not when the LRU evicts them.
+            self.resolver.forget_unused(frozenset().union(*self._models.values()))
 
     # ------------------------------------------------------------------ the cycle
 
@@ -317,17 +362,18 @@ class Reconciler:
             await self._record(body, old_raw, old, findings)
             return Result("blocked", text)
         spec = resource.spec
+        self._models[uid] = frozenset(
+            m.model for m in (spec.verifier, spec.speculator) if m is not None
+        )
 
         # ---- gather: the Hub token, then the models
-        token = self.settings.hub_token
+        # The operator's own token serves tenants' resources only if the admin says so.
+        token = self.settings.hub_token if self.settings.hub_token_for_tenants else None
         ref = spec.hf_token_secret_ref
         if ref is not None:
-            token = await self.kube.read_secret_key(namespace, ref.name, ref.key)
+            token = await read_hub_token(self.kube, namespace, ref.name, ref.key)
             if token is None:
-                text = (
-                    f"Secret {namespace}/{ref.name} with key {ref.key} (spec.hfTokenSecretRef) "
-                    "does not exist; the operator retries until it does"
-                )
+                text = token_secret_message(namespace, ref.name, ref.key)
                 findings = Findings(
                     generation,
                     Verdict("False", "TokenSecretNotFound", text),
@@ -375,7 +421,7 @@ class Reconciler:
         resolved_verdict = Verdict("True", "Resolved", _describe(verifier, speculator))
 
         # ---- decide
-        checked = checks.check(spec, verifier, speculator)
+        checked = checks.check(spec, verifier, speculator, image_rules=self.image_rules)
         if checked.plan is None:
             findings = Findings(
                 generation,
@@ -423,11 +469,37 @@ class Reconciler:
             objects = [rollout_for(obj, looped.pods, looped.surge_allowed) for obj in objects]
         for obj in objects:
             kind_of(obj)  # every rendered kind must be one we have RBAC for
-        applied = await asyncio.gather(*(self._apply(body, obj) for obj in objects))
+        outcomes = await asyncio.gather(*(self._apply(body, obj) for obj in objects))
+        applied = [live for live, _ in outcomes]
         deployment = next((a for a in applied if a and a.get("kind") == "Deployment"), None)
+        failures = [failure for _, failure in outcomes if failure is not None]
+        if failures:
+            return await self._apply_failed(
+                body,
+                old_raw,
+                old,
+                failures,
+                Findings(
+                    generation,
+                    resolved_verdict,
+                    checked.verdict,
+                    resolved_models=resolved,
+                    plan=plan,
+                    speculation=spec_verdict if deployment is not None else None,
+                    desired_replicas=render_decision.replicas if deployment is not None else None,
+                    scale_reason=scale_reason,
+                    workload=Workload.from_deployment(deployment)
+                    if deployment is not None
+                    else await self._live_workload(namespace, name, uid),
+                    selector=selector_string(name),
+                ),
+                retry,
+            )
         keys = frozenset(object_key(obj) for obj, a in zip(objects, applied, strict=True) if a)
         # A resource never reconciled before has nothing to prune yet; its first
         # recorded cycle is followed by a child event or the resync, which prunes.
+        # Nothing is pruned in a cycle where an apply failed (above): a child that
+        # could not be written is still wanted.
         if self._children.get(uid) != keys and old.observed_generation is not None:
             await self._prune(namespace, uid, keys)
             self._children[uid] = keys
@@ -451,13 +523,32 @@ class Reconciler:
 
     # ------------------------------------------------------------------ helpers
 
-    async def _apply(self, owner: dict[str, Any], obj: dict[str, Any]) -> dict[str, Any] | None:
-        """Apply one child; an optional API that is not installed is skipped with a warning."""
+    async def _apply(
+        self, owner: dict[str, Any], obj: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, Verdict | None]:
+        """Apply one child: (the live object, or a verdict on why it was not written).
+
+        An optional API that is not installed is skipped with a warning; an object
+        the resource does not control, or one the API server refuses (4xx), is a
+        failure the cycle reports. Transient errors (409, 5xx) are raised: retry.
+        """
+        kind = kind_of(obj)
+        name = str((obj.get("metadata") or {}).get("name"))
         try:
-            return await self.kube.apply(obj)
+            return await self.children.apply(str(owner["metadata"].get("uid", "")), obj), None
+        except NotOwned as exc:
+            return None, Verdict("False", status.OBJECT_NOT_OWNED, str(exc))
         except KubeError as exc:
-            kind = kind_of(obj)
-            if exc.status != 404 or kind.group not in OPTIONAL_GROUPS:
+            if exc.status == 404 and kind.group in OPTIONAL_GROUPS:
+                pass
+            elif 400 <= exc.status < 500 and not exc.retryable:
+                return None, Verdict(
+                    "False",
+                    status.APPLY_REJECTED,
+                    f"the API server refused {kind.kind} {name}: {exc.reason} ({exc.status}): "
+                    f"{exc.message}",
+                )
+            else:
                 raise
         message = (
             f"{kind.kind} not created: the {kind.group} API is not installed "
@@ -466,7 +557,7 @@ class Reconciler:
         log.warning("%s/%s: %s", owner["metadata"]["namespace"], owner["metadata"]["name"], message)
         if await self.recorder.emit(owner, "Warning", "MonitoringUnavailable", message):
             self.metrics.events.labels("MonitoringUnavailable").inc()
-        return None
+        return None, None
 
     async def _resolve(self, ref: str, revision: str, token: str | None) -> ResolvedModel:
         mirror = str(self.settings.hub_mirror) if self.settings.hub_mirror else None
@@ -501,6 +592,59 @@ class Reconciler:
         for obj in stale_children(live, keep, uid):
             log.info("pruning %s %s/%s", obj["kind"], namespace, obj["metadata"]["name"])
             await self.kube.delete(kind_of(obj), namespace, obj["metadata"]["name"])
+            self.children.forget_child(uid, object_key(obj))
+
+    async def _apply_failed(
+        self,
+        body: dict[str, Any],
+        old_raw: dict[str, Any],
+        old: SpeculativeDeploymentStatus,
+        failures: list[Verdict],
+        findings: Findings,
+        retry: int,
+    ) -> Result:
+        """Report children that could not be written (Ready=False, a Warning Event).
+
+        Someone else's object may be deleted or renamed without any event reaching
+        us, so a conflict is retried with a growing delay; a refused object needs a
+        spec change (or an admin), which triggers a cycle by itself.
+        """
+        not_owned = [f for f in failures if f.reason == status.OBJECT_NOT_OWNED]
+        first = (not_owned or failures)[0]
+        failure = Verdict("False", first.reason, "; ".join(f.message for f in failures))
+        await self._record(body, old_raw, old, replace(findings, failure=failure))
+        if not_owned:
+            delay = backoff(retry, base=10.0, cap=self.settings.hub_retry_max_seconds)
+            return Result("retry", redact(failure.message), delay)
+        return Result("blocked", redact(failure.message))
+
+    async def _failed(self, body: dict[str, Any], exc: Exception, retry: int) -> Result:
+        """An exception ended the cycle: Ready=False (ReconcileError) and a retry later.
+
+        Only Ready changes; what the last complete cycle found stays as it was. The
+        message is the exception's type and text, redacted; the traceback goes to
+        the DEBUG log only, so a resource failing every retry does not flood it.
+        """
+        meta = body.get("metadata") or {}
+        where = f"{meta.get('namespace')}/{meta.get('name')}"
+        text = redact(f"{type(exc).__name__}: {exc}")[:MAX_FAILURE_MESSAGE]
+        log.warning("reconcile of %s failed: %s", where, text)
+        log.debug("reconcile of %s failed", where, exc_info=True)
+        delay = backoff(retry, cap=self.settings.hub_retry_max_seconds)
+        if "spec" not in body:
+            return Result("retry", text, delay)  # never read: nothing to report it on
+        verdict = Verdict(
+            "False", status.RECONCILE_ERROR, f"the reconcile failed and is retried: {text}"
+        )
+        old_raw = body.get("status") or {}
+        old = status.parse_status(old_raw)
+        generation = int(meta.get("generation") or 0)
+        new = status.failed_status(old, verdict, generation=generation, now=self.clock())
+        try:
+            await self._write(body, old_raw, old, new)
+        except Exception as write_exc:  # the API server may be what failed
+            log.warning("could not report the failure of %s: %s", where, redact(str(write_exc)))
+        return Result("retry", text, delay)
 
     async def _record(
         self,
@@ -510,10 +654,18 @@ class Reconciler:
         findings: Findings,
     ) -> None:
         """Write the status once (only if it changed) and post Events for transitions."""
+        self._last[str(body["metadata"].get("uid", ""))] = findings
+        await self._write(body, old_raw, old, status.build_status(old, findings, now=self.clock()))
+
+    async def _write(
+        self,
+        body: dict[str, Any],
+        old_raw: dict[str, Any],
+        old: SpeculativeDeploymentStatus,
+        new: SpeculativeDeploymentStatus,
+    ) -> None:
         meta = body["metadata"]
-        self._last[str(meta.get("uid", ""))] = findings
-        new = status.build_status(old, findings, now=self.clock())
-        self._export(meta, new, findings)
+        self._export(meta, new)
         if status.to_wire(new) == status.to_wire(old) and old_raw:
             return
         # The Events follow from (old, new) alone, so they go out together with the
@@ -530,9 +682,7 @@ class Reconciler:
             if ok:
                 self.metrics.events.labels(event.reason).inc()
 
-    def _export(
-        self, meta: dict[str, Any], new: SpeculativeDeploymentStatus, findings: Findings
-    ) -> None:
+    def _export(self, meta: dict[str, Any], new: SpeculativeDeploymentStatus) -> None:
         spec = new.speculation
         self.metrics.set_state(
             str(meta["namespace"]),

@@ -22,6 +22,7 @@ from typing import Any
 
 import kopf
 
+from specops.api.redact import redact, register_secret
 from specops.controller import handlers
 from specops.controller.reconcile import Reconciler
 from specops.kube.client import KubeClient, KubeError, load_api_client
@@ -43,9 +44,40 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        elif record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry)
+
+
+class RedactingFilter(logging.Filter):
+    """Removes every registered secret (:mod:`specops.api.redact`) from a log record.
+
+    Installed on the root handlers, so it sees every record of every library at
+    every level. The message is formatted here and the result kept (arguments
+    dropped), and a traceback is formatted and redacted in advance, so no
+    formatter can put the raw text back.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a library's bad format string: keep its raw text
+            message = f"{record.msg} {record.args}"
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
+        return True
+
+
+#: Loggers that print whole HTTP bodies at DEBUG (the kubernetes client logs every
+#: response, a Secret's data included): never below INFO, whatever --log-level says.
+BODY_LOGGERS = ("kubernetes.client.rest", "kubernetes", "urllib3")
 
 
 def configure_logging(settings: OperatorSettings) -> None:
@@ -55,9 +87,12 @@ def configure_logging(settings: OperatorSettings) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
+    for name in BODY_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.INFO, root.level))
     if settings.log_level != "DEBUG":
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("kubernetes").setLevel(logging.WARNING)
@@ -175,6 +210,7 @@ class Operator:
 
 def run_operator(settings: OperatorSettings, *, kubeconfig: str | None = None) -> int:
     """Blocking entry point of ``specops run``."""
+    register_secret(settings.hub_token)
     configure_logging(settings)
 
     async def main() -> int:

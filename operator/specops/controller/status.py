@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from specops.api.conditions import set_condition
+from specops.api.redact import redact
 from specops.api.v1alpha1 import (
     AutoscalingStatus,
     Condition,
@@ -29,6 +30,14 @@ COMPATIBLE = "Compatible"
 SPECULATION_ACTIVE = "SpeculationActive"
 READY = "Ready"
 CONDITION_TYPES = (MODELS_RESOLVED, COMPATIBLE, SPECULATION_ACTIVE, READY)
+
+#: Ready=False reasons for a cycle that could not write what it decided. Ready, because
+#: the resource is not in the state its spec asks for and a person has to act; it is
+#: the condition ``kubectl wait``, Argo CD and alerting look at.
+OBJECT_NOT_OWNED = "ObjectNotOwned"
+APPLY_REJECTED = "ApplyRejected"
+RECONCILE_ERROR = "ReconcileError"
+FAILURE_REASONS = (OBJECT_NOT_OWNED, APPLY_REJECTED, RECONCILE_ERROR)
 
 Status = Literal["True", "False", "Unknown"]
 
@@ -125,10 +134,15 @@ class Findings:
     selector: str | None = None
     #: Conditions the control loop owns (MetricsAvailable, ReplicasSchedulable).
     extra_conditions: tuple[tuple[str, Verdict], ...] = ()
+    #: Why some child could not be written (ObjectNotOwned, ApplyRejected); Ready says so.
+    failure: Verdict | None = None
 
 
 def ready_verdict(findings: Findings) -> Verdict:
-    """Ready follows the child Deployment's available replicas."""
+    """Ready follows the child Deployment's available replicas, unless a child could not
+    be written: then it is False with that reason, whatever the Deployment says."""
+    if findings.failure is not None:
+        return findings.failure
     work = findings.workload
     if not work.exists:
         if findings.applied:
@@ -164,6 +178,8 @@ def _blocker(findings: Findings) -> str:
     for verdict in (findings.resolved, findings.compatible):
         if verdict.status != "True":
             return f"{verdict.reason}: {verdict.message}"
+    if findings.failure is not None:
+        return f"{findings.failure.reason}: {findings.failure.message}"
     return "not yet applied"
 
 
@@ -178,7 +194,12 @@ def parse_status(raw: dict[str, Any] | None) -> SpeculativeDeploymentStatus:
 def build_status(
     old: SpeculativeDeploymentStatus, findings: Findings, *, now: datetime
 ) -> SpeculativeDeploymentStatus:
-    """The complete new status (conditions keep their transition times)."""
+    """The complete new status (conditions keep their transition times).
+
+    Every message goes through :func:`specops.api.redact.redact` here, the one
+    place where error text (a Hub or API server answer, an exception) becomes
+    something a tenant can read.
+    """
     gen = findings.generation
     conditions: list[Condition] = list(old.conditions)
     spec = findings.speculation
@@ -205,7 +226,7 @@ def build_status(
             type_,
             verdict.status,
             verdict.reason,
-            verdict.message,
+            redact(verdict.message),
             now=now,
             observed_generation=gen,
         )
@@ -255,6 +276,30 @@ def build_status(
         speculation=speculation,
         autoscaling=autoscaling,
     )
+
+
+def failed_status(
+    old: SpeculativeDeploymentStatus, verdict: Verdict, *, generation: int, now: datetime
+) -> SpeculativeDeploymentStatus:
+    """The stored status with only Ready replaced by ``verdict`` (message redacted).
+
+    For a cycle an exception ended: it learned nothing trustworthy, so what the
+    last complete cycle reported stays (each condition keeps its own
+    ``observedGeneration``), and Ready says why this one failed. The status's
+    ``observedGeneration`` moves to ``generation``: the failure *is* the answer
+    for it, and tools waiting for it (``kubectl wait``, Argo CD) then report it
+    instead of waiting for ever.
+    """
+    conditions = set_condition(
+        list(old.conditions),
+        READY,
+        verdict.status,
+        verdict.reason,
+        redact(verdict.message),
+        now=now,
+        observed_generation=generation,
+    )
+    return old.model_copy(update={"conditions": conditions, "observed_generation": generation})
 
 
 def _second(now: datetime) -> datetime:

@@ -11,7 +11,6 @@ runs in a worker thread so kopf's event loop never stalls, and one
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from typing import Any
 
@@ -21,7 +20,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from specops.kube.kinds import SECRET, SPECULATIVE_DEPLOYMENT, Kind, kind_of
+from specops.kube.kinds import SPECULATIVE_DEPLOYMENT, Kind, kind_of
 
 FIELD_MANAGER = "specops"
 _APPLY = "application/apply-patch+yaml"
@@ -185,8 +184,13 @@ class KubeClient:
         return True
 
     async def create(self, kind: Kind, namespace: str | None, obj: dict[str, Any]) -> Any:
-        """POST a new object."""
-        return await self.call("POST", kind.collection_path(namespace), body=obj)
+        """POST a new object (Events, Leases), attributed to our field manager."""
+        return await self.call(
+            "POST",
+            kind.collection_path(namespace),
+            query=[("fieldManager", self.field_manager)],
+            body=obj,
+        )
 
     async def replace(self, kind: Kind, namespace: str | None, obj: dict[str, Any]) -> Any:
         """PUT an object (optimistic concurrency via its resourceVersion)."""
@@ -213,13 +217,3 @@ class KubeClient:
                 return None
             raise
         return result
-
-    async def read_secret_key(self, namespace: str, name: str, key: str) -> str | None:
-        """One decoded key of a Secret, ``None`` if the Secret or key is missing."""
-        secret = await self.get(SECRET, namespace, name)
-        if secret is None:
-            return None
-        raw = (secret.get("data") or {}).get(key)
-        if raw is None:
-            return None
-        return base64.b64decode(raw).decode("utf-8").strip()

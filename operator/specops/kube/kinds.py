@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -30,14 +31,35 @@ class Kind:
         """URL of the collection (list, create); ``None`` lists across all namespaces."""
         root = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
         if self.namespaced and namespace:
-            return f"{root}/namespaces/{namespace}/{self.plural}"
+            return f"{root}/namespaces/{segment(namespace)}/{self.plural}"
         return f"{root}/{self.plural}"
 
     def object_path(self, namespace: str | None, name: str) -> str:
         """URL of one object."""
         if self.namespaced and not namespace:
             raise ValueError(f"{self.kind} is namespaced: a namespace is needed")
-        return f"{self.collection_path(namespace)}/{name}"
+        return f"{self.collection_path(namespace)}/{segment(name)}"
+
+
+class BadPathSegment(ValueError):
+    """A string that cannot be one segment of an API path."""
+
+
+def segment(value: str) -> str:
+    """``value`` as exactly one URL path segment, percent-quoted.
+
+    Names reach the API path from a tenant's spec. The models validate them as
+    DNS names already; this is the second lock, for any string that gets here
+    anyway. What the API server's own rule for names
+    (``IsValidPathSegmentName``) forbids is refused: empty, ``.``, ``..``
+    (normalised away by clients and proxies even when quoted) and anything with
+    ``/`` or ``%`` (the server decodes ``%2F`` before routing, so quoting alone
+    would not keep ``../../kube-system/secrets/x`` in one segment). Everything
+    else (``?``, ``#``, spaces) is quoted so it cannot end the path.
+    """
+    if value in ("", ".", "..") or "/" in value or "%" in value:
+        raise BadPathSegment(f"{value!r} cannot name an object in an API path")
+    return quote(value, safe="")
 
 
 #: Kinds the renderer may produce (children of a SpeculativeDeployment).
@@ -48,6 +70,7 @@ CHILD_KINDS: tuple[Kind, ...] = (
     Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets"),
     Kind("monitoring.coreos.com/v1", "PodMonitor", "podmonitors"),
     Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors"),
+    Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies"),
 )
 
 SPECULATIVE_DEPLOYMENT = Kind(

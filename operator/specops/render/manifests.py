@@ -13,6 +13,7 @@ from typing import Any
 from specops.api.v1alpha1 import PlanStatus, ResolvedStatus, SpeculativeDeployment
 from specops.render.meta import MODEL_CACHE, SERVER, labels, object_meta, selector_labels
 from specops.render.model import RenderDecision, RenderError, RenderOptions
+from specops.render.network import network_policy
 from specops.render.pod import (
     cache_claim_name,
     cache_size_bytes,
@@ -175,7 +176,8 @@ def render(
     *,
     options: RenderOptions | None = None,
 ) -> list[dict[str, Any]]:
-    """All child objects, in apply order: claim, Deployment, Service, PDB, monitors.
+    """All child objects, in apply order: claim, Deployment, Service, PDB, monitors,
+    NetworkPolicy.
 
     Raises :class:`RenderError` when the inputs contradict each other.
     """
@@ -191,4 +193,6 @@ def render(
         objects.append(pod_monitor(resource))
     if resource.spec.monitoring.service_monitor:
         objects.append(service_monitor(resource))
+    if resource.spec.network_policy.enabled:
+        objects.append(network_policy(resource, options))
     return objects

@@ -43,3 +43,5 @@ class RenderOptions:
     cache_mount_path: str = "/models"
     #: Repo paths never downloaded: duplicate non-Hugging-Face weight formats.
     download_exclude: tuple[str, ...] = ("original/*", "metal/*")
+    #: Namespace of the Prometheus pods a rendered NetworkPolicy lets reach the serving port.
+    prometheus_namespace: str = "monitoring"

@@ -32,6 +32,8 @@ SHM_VOLUME = "dshm"
 TMP_VOLUME = "tmp"
 SHM_PER_GPU_GIB = 2
 PROBE_PERIOD_SECONDS = 10
+#: vLLM's environment variable for the API key (same as ``--api-key``).
+API_KEY_ENV = "VLLM_API_KEY"
 
 
 def container_security() -> dict[str, Any]:
@@ -129,6 +131,16 @@ def _server_container(
         {"name": "VLLM_NO_USAGE_STATS", "value": "1"},
         {"name": "DO_NOT_TRACK", "value": "1"},
     ]
+    api_key = spec.vllm.api_key_secret_ref
+    if api_key is not None:
+        # vLLM reads VLLM_API_KEY as it reads --api-key; from the environment the key
+        # stays out of the pod spec, the Deployment and `ps`.
+        env.append(
+            {
+                "name": API_KEY_ENV,
+                "valueFrom": {"secretKeyRef": {"name": api_key.name, "key": api_key.key}},
+            }
+        )
     env += [e.model_dump(by_alias=True, exclude_none=True) for e in spec.vllm.env]
     startup_failures = math.ceil(options.startup_timeout_seconds / PROBE_PERIOD_SECONDS)
     return {

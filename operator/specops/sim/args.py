@@ -21,7 +21,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -40,6 +40,8 @@ from specops.sim.engine import (
 log = logging.getLogger(__name__)
 
 MIRROR_ENV = "SPECOPS_HUB_MIRROR"
+#: vLLM's API key variable (``--api-key`` wins over it, as in recent vLLM releases).
+API_KEY_ENV = "VLLM_API_KEY"
 DEFAULT_PORT = 8000
 DEFAULT_LOAD_TIME_S = 2.0
 DEFAULT_MEAN_OUTPUT_TOKENS = 256
@@ -99,6 +101,7 @@ _MODELLED = {
     "served-model-name",
     "seed",
     "block-size",
+    "api-key",
 }
 _SHORT = {"-tp": "tensor-parallel-size", "-O": "compilation-config"}
 _BOOLEAN_PREFIXES = ("enable-", "disable-", "no-", "enforce-", "trust-", "skip-", "allow-")
@@ -128,6 +131,8 @@ class ServeArgs:
     mean_output_tokens: int = DEFAULT_MEAN_OUTPUT_TOKENS
     slowdown: float = 1.0
     ignored: tuple[str, ...] = ()
+    #: Required as ``Authorization: Bearer`` on ``/v1/*`` when set; never in a repr or log.
+    api_key: str | None = field(default=None, repr=False)
 
 
 def _split(argv: Sequence[str]) -> tuple[list[str], dict[str, list[str]]]:
@@ -275,6 +280,7 @@ def parse_serve_args(argv: Sequence[str]) -> ServeArgs:
         mean_output_tokens=_int(flags, "mean-output-tokens") or DEFAULT_MEAN_OUTPUT_TOKENS,
         slowdown=slowdown,
         ignored=tuple(ignored),
+        api_key=_one(flags, "api-key") or os.environ.get(API_KEY_ENV) or None,
     )
 
 

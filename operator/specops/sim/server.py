@@ -11,7 +11,10 @@ load time has passed), ``/v1/models``, ``/v1/completions`` and
 ``/v1/chat/completions`` (SSE streaming or not, ``usage`` filled in,
 ``max_tokens``, ``ignore_eos`` and ``min_tokens``), ``/metrics``; plus
 ``/control`` (loopback only) to change acceptance or inject slowness while
-running, for tests of the control loop.
+running, for tests of the control loop. With an API key (``--api-key`` or
+``VLLM_API_KEY``) every ``/v1/*`` request needs ``Authorization: Bearer <key>``
+and gets vLLM's 401 ``{"error": "Unauthorized"}`` without it; ``/health``,
+``/metrics`` and ``OPTIONS`` stay open, as in vLLM.
 
 Tokens are synthetic: one prompt token per whitespace-separated word (chat
 adds 3 per message for the template), and generated text is made of plain
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import ipaddress
 import json
 import logging
@@ -108,6 +112,7 @@ class SimServer:
         self._created = int(time.time())
         self._requests_seen = 0
         self.failure: str | None = None
+        self._api_key = args.api_key
         self.app = self._build_app()
 
     # ---- time ---------------------------------------------------------------
@@ -120,7 +125,7 @@ class SimServer:
 
     # ---- lifecycle ----------------------------------------------------------
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._errors])
+        app = web.Application(middlewares=[self._auth, self._errors])
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/completions", self.completions)
@@ -208,6 +213,20 @@ class SimServer:
                 pending.queue.put_nowait((event.tokens, event.finished))
 
     # ---- middleware and helpers -----------------------------------------------
+    @web.middleware
+    async def _auth(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """vLLM's rule: with a key, ``/v1/*`` (not OPTIONS) needs the exact Bearer header."""
+        if self._api_key is None or request.method == "OPTIONS":
+            return await handler(request)
+        if not request.path.startswith("/v1"):
+            return await handler(request)
+        sent = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(sent, f"Bearer {self._api_key}".encode()):
+            return web.json_response({"error": "Unauthorized"}, status=401)
+        return await handler(request)
+
     @web.middleware
     async def _errors(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
